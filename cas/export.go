@@ -1,0 +1,351 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/node"
+)
+
+// ExportOptions tune Export.
+type ExportOptions struct {
+	// Workers write file content in parallel. Default GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called about twice a second and at the end.
+	Progress func(Progress)
+}
+
+// ExportResult describes a finished export.
+type ExportResult struct {
+	Entries int64
+	Bytes   int64
+	Elapsed time.Duration
+}
+
+type exporter struct {
+	s      *Store
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	root   string
+	owner  bool // restore ownership (we are root)
+
+	jobs chan exportJob
+	// links holds, for each hard-linked inode already created, an O_PATH
+	// descriptor of it and how many names it still lacks.
+	links map[linkKey]*linkState
+
+	entries, bytes atomic.Int64
+}
+
+type linkKey struct {
+	hash digest.Hash
+	link uint32
+}
+
+type linkState struct {
+	fd        int
+	remaining uint32
+}
+
+type exportJob struct {
+	f    *os.File
+	n    *node.Node
+	path string
+}
+
+// Export recreates the tree named h at dest, which must not exist or be an
+// empty directory. Everything a node records is restored: content (holes
+// stay holes), ownership (when run as root), permissions with setuid,
+// setgid and sticky bits, nanosecond mtimes, xattrs and ACLs, devices,
+// FIFOs, sockets, symlinks and hard links. Every chunk is verified as it is
+// read.
+func (s *Store) Export(ctx context.Context, h digest.Hash, dest string, opts ExportOptions) (ExportResult, error) {
+	start := time.Now()
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	root, err := s.Node(h)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	if root.Type != node.TypeDir {
+		return ExportResult{}, fmt.Errorf("export %s: %w: not a directory tree", h, ErrInvalidArgument)
+	}
+	if err := prepareDest(dest); err != nil {
+		return ExportResult{}, err
+	}
+	rootFd, err := unix.Open(dest, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ExportResult{}, fmt.Errorf("export to %s: %w", dest, err)
+	}
+	defer unix.Close(rootFd)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ex := &exporter{
+		s: s, ctx: ctx, cancel: cancel, root: dest, owner: os.Geteuid() == 0,
+		jobs:  make(chan exportJob, 4*opts.Workers),
+		links: map[linkKey]*linkState{},
+	}
+	defer func() {
+		for _, l := range ex.links {
+			unix.Close(l.fd)
+		}
+	}()
+	var workers sync.WaitGroup
+	for range opts.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			ex.worker()
+		}()
+	}
+	stop := ex.reportProgress(opts.Progress)
+	walkErr := ex.dir(rootFd, "", root)
+	close(ex.jobs)
+	workers.Wait()
+	stop()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return ExportResult{}, err
+	}
+	if walkErr != nil {
+		return ExportResult{}, walkErr
+	}
+	// The root's own metadata last: creating its entries changed its mtime.
+	if err := ex.setMeta(-1, selfFdPath(rootFd), root, true); err != nil {
+		return ExportResult{}, fmt.Errorf("export to %s: %w", dest, err)
+	}
+	res := ExportResult{Entries: ex.entries.Load() + 1, Bytes: ex.bytes.Load(), Elapsed: time.Since(start)}
+	if opts.Progress != nil {
+		opts.Progress(Progress{Entries: res.Entries, Bytes: res.Bytes})
+	}
+	return res, nil
+}
+
+func prepareDest(dest string) error {
+	err := os.Mkdir(dest, 0o700)
+	if err == nil || !errors.Is(err, os.ErrExist) {
+		if err != nil {
+			return fmt.Errorf("export to %s: %w", dest, err)
+		}
+		return nil
+	}
+	f, err := os.Open(dest)
+	if err != nil {
+		return fmt.Errorf("export to %s: %w", dest, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("export to %s: %w", dest, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("export to %s: %w: destination exists and is not empty", dest, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (ex *exporter) reportProgress(fn func(Progress)) (stop func()) {
+	if fn == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fn(Progress{Entries: ex.entries.Load(), Bytes: ex.bytes.Load()})
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (ex *exporter) where(rel string) string {
+	return QuotePath(filepath.Join(ex.root, rel))
+}
+
+// dir creates the entries of directory n inside dirfd, recursing into
+// subdirectories; file content is written by the workers.
+func (ex *exporter) dir(dirfd int, rel string, n *node.Node) error {
+	for _, e := range n.Entries {
+		if err := ex.ctx.Err(); err != nil {
+			return context.Cause(ex.ctx)
+		}
+		path := filepath.Join(rel, e.Name)
+		if err := ex.entry(dirfd, path, e); err != nil {
+			return fmt.Errorf("export %s: %w", ex.where(path), err)
+		}
+		ex.entries.Add(1)
+	}
+	return nil
+}
+
+func (ex *exporter) entry(dirfd int, path string, e node.Entry) error {
+	if e.Link != 0 {
+		if l, ok := ex.links[linkKey{e.Hash, e.Link}]; ok {
+			// Another name of an inode already created.
+			if err := unix.Linkat(unix.AT_FDCWD, selfFdPath(l.fd), dirfd, e.Name, unix.AT_SYMLINK_FOLLOW); err != nil {
+				return fmt.Errorf("link: %w", err)
+			}
+			if l.remaining--; l.remaining == 0 {
+				unix.Close(l.fd)
+				delete(ex.links, linkKey{e.Hash, e.Link})
+			}
+			return nil
+		}
+	}
+	n, err := ex.s.Node(e.Hash)
+	if err != nil {
+		return err
+	}
+	switch n.Type {
+	case node.TypeDir:
+		if err := unix.Mkdirat(dirfd, e.Name, 0o700); err != nil {
+			return fmt.Errorf("mkdir: %w", err)
+		}
+		fd, err := unix.Openat(dirfd, e.Name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := ex.dir(fd, path, n); err != nil {
+			return err
+		}
+		return ex.setMeta(-1, selfFdPath(fd), n, true)
+	case node.TypeRegular:
+		fd, err := unix.Openat(dirfd, e.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		if e.Link != 0 && n.Nlink > 1 {
+			pfd, err := unix.Openat(dirfd, e.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				unix.Close(fd)
+				return err
+			}
+			ex.links[linkKey{e.Hash, e.Link}] = &linkState{fd: pfd, remaining: n.Nlink - 1}
+		}
+		select {
+		case ex.jobs <- exportJob{f: os.NewFile(uintptr(fd), e.Name), n: n, path: path}:
+			return nil
+		case <-ex.ctx.Done():
+			unix.Close(fd)
+			return context.Cause(ex.ctx)
+		}
+	case node.TypeSymlink:
+		if err := unix.Symlinkat(n.Target, dirfd, e.Name); err != nil {
+			return fmt.Errorf("symlink: %w", err)
+		}
+	default:
+		mode := n.Mode()
+		if err := unix.Mknodat(dirfd, e.Name, mode, int(n.Rdev)); err != nil {
+			return fmt.Errorf("mknod: %w", err)
+		}
+	}
+	return ex.setMeta(dirfd, e.Name, n, false)
+}
+
+func (ex *exporter) worker() {
+	var buf []byte
+	for job := range ex.jobs {
+		if ex.ctx.Err() != nil {
+			job.f.Close()
+			continue
+		}
+		var err error
+		buf, err = ex.writeFile(job, buf[:0])
+		if cerr := job.f.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			ex.cancel(fmt.Errorf("export %s: %w", ex.where(job.path), err))
+		}
+	}
+}
+
+// writeFile writes a file's chunks at their offsets, leaving holes
+// unwritten, then sets its metadata.
+func (ex *exporter) writeFile(job exportJob, buf []byte) ([]byte, error) {
+	var off int64
+	for _, c := range job.n.Chunks {
+		if !c.IsHole() {
+			var err error
+			buf, err = ex.s.ReadChunk(c.Hash, buf[:0])
+			if err != nil {
+				return buf, err
+			}
+			if _, err := job.f.WriteAt(buf, off); err != nil {
+				return buf, err
+			}
+			ex.bytes.Add(int64(len(buf)))
+		}
+		off += int64(c.Size)
+	}
+	if err := job.f.Truncate(off); err != nil {
+		return buf, err
+	}
+	return buf, ex.setMeta(-1, selfFdPath(int(job.f.Fd())), job.n, true)
+}
+
+// setMeta restores ownership, xattrs, permissions and mtime, in the order
+// that keeps each: chown clears setuid bits and file capabilities, so it
+// comes first; setting an access ACL rewrites the group bits, so chmod
+// comes after the xattrs; the mtime comes last.
+//
+// With dirfd -1, name is a /proc/self/fd path to follow; otherwise it is a
+// name in dirfd, not followed (symlinks, devices, FIFOs, sockets).
+func (ex *exporter) setMeta(dirfd int, name string, n *node.Node, follow bool) error {
+	at, path, flags := dirfd, name, unix.AT_SYMLINK_NOFOLLOW
+	if follow {
+		at, flags = unix.AT_FDCWD, 0
+	} else {
+		path = fdPath(dirfd, name)
+	}
+	if ex.owner {
+		if err := unix.Fchownat(at, name, int(n.UID), int(n.GID), flags); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	set := unix.Lsetxattr
+	if follow {
+		set = unix.Setxattr
+	}
+	for _, x := range n.Xattrs {
+		if err := set(path, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("setxattr %s: %w", x.Name, err)
+		}
+	}
+	if n.Type != node.TypeSymlink {
+		// fchmodat cannot skip symlinks, and symlinks have no mode.
+		if err := unix.Fchmodat(at, name, n.Perm, 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	ts := []unix.Timespec{
+		{Sec: n.MtimeSec, Nsec: int64(n.MtimeNsec)}, // atime: the mtime, as good as any
+		{Sec: n.MtimeSec, Nsec: int64(n.MtimeNsec)},
+	}
+	if err := unix.UtimesNanoAt(at, name, ts, flags); err != nil {
+		return fmt.Errorf("set mtime: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,469 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/cas/chunker"
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/node"
+)
+
+// ImportOptions tune Import.
+type ImportOptions struct {
+	// Refs are pointed at the imported tree, in the same durable commit.
+	Refs []string
+	// Workers read and hash file content in parallel. Default GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called about twice a second while the import
+	// runs, and once at the end.
+	Progress func(Progress)
+}
+
+// Progress counts work done so far.
+type Progress struct {
+	Entries  int64 // names scanned
+	Bytes    int64 // file content read (or written, for export)
+	NewBytes int64 // content the store did not have
+}
+
+// ImportResult describes a finished import.
+type ImportResult struct {
+	Tree    digest.Hash
+	Entries int64 // names in the tree, the root included
+	Bytes   int64 // file content, hard-linked files counted once
+	Stats   WriteStats
+	Elapsed time.Duration
+}
+
+// smallFile is the size under which a file is read in one go, without
+// asking the filesystem where its holes are: a hole that small would not
+// be worth the two extra system calls per file.
+const smallFile = 64 << 10
+
+// scanned is one name of the tree being imported.
+type scanned struct {
+	parent   *scanned
+	name     string
+	st       unix.Stat_t
+	xattrs   []node.Xattr
+	target   string
+	children []*scanned
+	group    *linkGroup // regular files
+}
+
+// linkGroup is one regular-file inode: its content is read once however
+// many names it has in the tree.
+type linkGroup struct {
+	chunks []node.Chunk
+	size   uint64
+	names  uint32
+	built  bool
+	hash   digest.Hash
+	link   uint32
+}
+
+type inodeKey struct{ dev, ino uint64 }
+
+type fileJob struct {
+	f     *os.File
+	entry *scanned
+}
+
+type importer struct {
+	s      *Store
+	w      *Writer
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	root   string
+
+	inodes map[inodeKey]*linkGroup
+	jobs   chan fileJob
+	wg     sync.WaitGroup
+
+	entries, bytes atomic.Int64
+
+	nextLink map[digest.Hash]uint32
+}
+
+func (e *scanned) path() string {
+	var parts []string
+	for p := e; p != nil && p.parent != nil; p = p.parent {
+		parts = append(parts, p.name)
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return filepath.Join(parts...)
+}
+
+func (im *importer) where(e *scanned) string {
+	return QuotePath(filepath.Join(im.root, e.path()))
+}
+
+// Import stores the directory tree at root and returns its hash. It reads
+// file content in parallel, skips the holes of sparse files, stores each
+// chunk once, and commits durably (with the refs in opts) before returning.
+func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (ImportResult, error) {
+	start := time.Now()
+	for _, r := range opts.Refs {
+		if err := ValidRefName(r); err != nil {
+			return ImportResult{}, err
+		}
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	rootFile, err := os.Open(root)
+	if err != nil {
+		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
+	}
+	defer rootFile.Close()
+	top := &scanned{}
+	if err := unix.Fstat(int(rootFile.Fd()), &top.st); err != nil {
+		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
+	}
+	if top.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return ImportResult{}, fmt.Errorf("import %s: %w: not a directory", root, ErrInvalidArgument)
+	}
+	if top.xattrs, err = readXattrs(selfFdPath(int(rootFile.Fd())), true); err != nil {
+		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
+	}
+
+	w, err := s.NewWriter()
+	if err != nil {
+		return ImportResult{}, err
+	}
+	defer w.Close()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	im := &importer{
+		s: s, w: w, ctx: ctx, cancel: cancel, root: root,
+		inodes:   map[inodeKey]*linkGroup{},
+		jobs:     make(chan fileJob, 4*opts.Workers),
+		nextLink: map[digest.Hash]uint32{},
+	}
+	im.entries.Store(1)
+
+	var workers sync.WaitGroup
+	for range opts.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			im.worker()
+		}()
+	}
+	stopProgress := im.reportProgress(opts.Progress)
+	scanErr := im.scanDir(int(rootFile.Fd()), top)
+	close(im.jobs)
+	workers.Wait()
+	stopProgress()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return ImportResult{}, err
+	}
+	if scanErr != nil {
+		return ImportResult{}, scanErr
+	}
+	if err := ctx.Err(); err != nil {
+		return ImportResult{}, err
+	}
+
+	tree, _, err := im.build(top)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	if err := w.Commit(tree, opts.Refs...); err != nil {
+		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
+	}
+	res := ImportResult{Tree: tree, Entries: im.entries.Load(), Bytes: im.bytes.Load(), Stats: w.Stats(), Elapsed: time.Since(start)}
+	if opts.Progress != nil {
+		opts.Progress(Progress{Entries: res.Entries, Bytes: res.Bytes, NewBytes: res.Stats.NewBytes})
+	}
+	return res, nil
+}
+
+func (im *importer) reportProgress(fn func(Progress)) (stop func()) {
+	if fn == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fn(Progress{Entries: im.entries.Load(), Bytes: im.bytes.Load(), NewBytes: im.w.Stats().NewBytes})
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// scanDir lists the directory dirfd (described by e), records every
+// entry's metadata, queues regular files for hashing and recurses into
+// subdirectories.
+func (im *importer) scanDir(dirfd int, e *scanned) error {
+	if err := im.ctx.Err(); err != nil {
+		return err
+	}
+	names, err := readDirNames(dirfd)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", im.where(e), err)
+	}
+	sort.Strings(names)
+	e.children = make([]*scanned, 0, len(names))
+	for _, name := range names {
+		c := &scanned{parent: e, name: name}
+		if err := unix.Fstatat(dirfd, name, &c.st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("import %s: %w", im.where(c), err)
+		}
+		if len(name) > node.MaxNameLen {
+			return fmt.Errorf("import %s: name longer than %d bytes", im.where(c), node.MaxNameLen)
+		}
+		if c.xattrs, err = readXattrs(fdPath(dirfd, name), false); err != nil {
+			return fmt.Errorf("import %s: %w", im.where(c), err)
+		}
+		e.children = append(e.children, c)
+		im.entries.Add(1)
+		switch c.st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			if err := im.queueFile(dirfd, c); err != nil {
+				return err
+			}
+		case unix.S_IFLNK:
+			if c.target, err = readlinkat(dirfd, name); err != nil {
+				return fmt.Errorf("import %s: %w", im.where(c), err)
+			}
+		case unix.S_IFDIR:
+			fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", im.where(c), err)
+			}
+			err = im.scanDir(fd, c)
+			unix.Close(fd)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (im *importer) queueFile(dirfd int, c *scanned) error {
+	if c.st.Nlink > 1 {
+		key := inodeKey{dev: c.st.Dev, ino: c.st.Ino}
+		if g, ok := im.inodes[key]; ok {
+			g.names++
+			c.group = g
+			return nil
+		}
+		c.group = &linkGroup{names: 1}
+		im.inodes[key] = c.group
+	} else {
+		c.group = &linkGroup{names: 1}
+	}
+	fd, err := unix.Openat(dirfd, c.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", im.where(c), err)
+	}
+	select {
+	case im.jobs <- fileJob{f: os.NewFile(uintptr(fd), c.name), entry: c}:
+		return nil
+	case <-im.ctx.Done():
+		unix.Close(fd)
+		return context.Cause(im.ctx)
+	}
+}
+
+func (im *importer) worker() {
+	ck := chunker.New(nil, chunker.DefaultParams)
+	for job := range im.jobs {
+		if im.ctx.Err() != nil {
+			job.f.Close()
+			continue
+		}
+		err := im.hashFile(ck, job.f, job.entry)
+		job.f.Close()
+		if err != nil {
+			im.cancel(fmt.Errorf("import %s: %w", im.where(job.entry), err))
+		}
+	}
+}
+
+// hashFile chunks and stores one file's content. The holes the filesystem
+// reports, and chunks that are all zeros, become holes in the node.
+func (im *importer) hashFile(ck *chunker.Chunker, f *os.File, e *scanned) error {
+	g := e.group
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	size := st.Size
+	addHole := func(n int64) {
+		if k := len(g.chunks); k > 0 && g.chunks[k-1].IsHole() {
+			g.chunks[k-1].Size += uint64(n)
+		} else {
+			g.chunks = append(g.chunks, node.Chunk{Size: uint64(n)})
+		}
+		g.size += uint64(n)
+	}
+	addData := func(start, end int64) error {
+		ck.Reset(io.NewSectionReader(f, start, end-start))
+		for {
+			data, err := ck.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			im.bytes.Add(int64(len(data)))
+			if isZero(data) {
+				addHole(int64(len(data)))
+				continue
+			}
+			h := digest.Hash(sha256.Sum256(data))
+			if _, err := im.w.PutChunk(h, data); err != nil {
+				return err
+			}
+			g.chunks = append(g.chunks, node.Chunk{Hash: h, Size: uint64(len(data))})
+			g.size += uint64(len(data))
+		}
+	}
+	if size <= smallFile {
+		return addData(0, size)
+	}
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		if err := im.ctx.Err(); err != nil {
+			return err
+		}
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			addHole(size - off)
+			break
+		}
+		if err != nil {
+			// No SEEK_DATA here (EINVAL): read everything as data.
+			return addData(off, size)
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil || hole > size {
+			hole = size
+		}
+		if data > size {
+			data = size
+		}
+		if data > off {
+			addHole(data - off)
+		}
+		if err := addData(data, hole); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
+
+var zeroBlock [64 << 10]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroBlock))
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// build stores the nodes of e's subtree, children first, and returns e's
+// hash and link number. Entries are visited in name order, so link numbers
+// are handed out in the same order for the same tree.
+func (im *importer) build(e *scanned) (digest.Hash, uint32, error) {
+	n, err := metaFromStat(&e.st, e.xattrs)
+	if err != nil {
+		return digest.Hash{}, 0, fmt.Errorf("import %s: %w", im.where(e), err)
+	}
+	switch n.Type {
+	case node.TypeRegular:
+		g := e.group
+		if g.built {
+			return g.hash, g.link, nil
+		}
+		n.Nlink, n.Size, n.Chunks = g.names, g.size, g.chunks
+		if g.hash, err = im.w.PutNode(n); err != nil {
+			return g.hash, 0, fmt.Errorf("import %s: %w", im.where(e), err)
+		}
+		if g.names > 1 {
+			im.nextLink[g.hash]++
+			g.link = im.nextLink[g.hash]
+		}
+		g.built, g.chunks = true, nil
+		return g.hash, g.link, nil
+	case node.TypeSymlink:
+		n.Target = e.target
+	case node.TypeDir:
+		n.Entries = make([]node.Entry, len(e.children))
+		for i, c := range e.children {
+			h, link, err := im.build(c)
+			if err != nil {
+				return h, 0, err
+			}
+			n.Entries[i] = node.Entry{Name: c.name, Hash: h, Link: link}
+		}
+		e.children = nil
+	}
+	h, err := im.w.PutNode(n)
+	if err != nil {
+		return h, 0, fmt.Errorf("import %s: %w", im.where(e), err)
+	}
+	return h, 0, nil
+}
+
+func readDirNames(dirfd int) ([]string, error) {
+	// Dup, because the os.File takes the descriptor and closes it.
+	fd, err := unix.FcntlInt(uintptr(dirfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "")
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return f.Readdirnames(-1)
+}
+
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package cas
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/forge-build/forge/cas/digest"
+)
+
+// Index keys are a prefix byte and the key proper. Each prefix is its own
+// keyspace; iterating one never sees another.
+const (
+	prefixChunk = 'c' // chunk hash → chunkLoc
+	prefixNode  = 'n' // node hash → encoded node
+	prefixRef   = 'r' // ref name → tree hash
+	prefixUsed  = 'u' // ref name → last use, unix nanoseconds (LRU for gc --max-size)
+	prefixLease = 'l' // lease ID → hashes it holds
+	prefixPack  = 'p' // pack ID → packMeta
+)
+
+func hashKey(prefix byte, h digest.Hash) []byte {
+	k := make([]byte, 1+digest.Size)
+	k[0] = prefix
+	copy(k[1:], h[:])
+	return k
+}
+
+func nameKey(prefix byte, name string) []byte {
+	return append([]byte{prefix}, name...)
+}
+
+// prefixBounds returns the iterator bounds covering one keyspace.
+func prefixBounds(prefix byte) (lower, upper []byte) {
+	return []byte{prefix}, []byte{prefix + 1}
+}
+
+// packID names a pack file: 16 random bytes, as 32 hex digits on disk.
+type packID [16]byte
+
+func (p packID) String() string { return hex.EncodeToString(p[:]) }
+
+func parsePackID(s string) (packID, bool) {
+	var p packID
+	if len(s) != 2*len(p) {
+		return p, false
+	}
+	_, err := hex.Decode(p[:], []byte(s))
+	return p, err == nil
+}
+
+// chunkLoc says where a chunk's bytes are.
+type chunkLoc struct {
+	Pack      packID
+	Offset    int64
+	Length    uint32
+	RawLength uint32
+	Flags     uint8
+}
+
+func (l chunkLoc) encode() []byte {
+	b := make([]byte, 0, 16+3*binary.MaxVarintLen64+1)
+	b = append(b, l.Pack[:]...)
+	b = binary.AppendUvarint(b, uint64(l.Offset))
+	b = binary.AppendUvarint(b, uint64(l.Length))
+	b = binary.AppendUvarint(b, uint64(l.RawLength))
+	return append(b, l.Flags)
+}
+
+func decodeChunkLoc(b []byte) (chunkLoc, error) {
+	var l chunkLoc
+	if len(b) < 16+4 {
+		return l, fmt.Errorf("chunk location of %d bytes: %w", len(b), ErrCorrupt)
+	}
+	copy(l.Pack[:], b)
+	b = b[16:]
+	var vals [3]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return l, fmt.Errorf("chunk location: bad varint: %w", ErrCorrupt)
+		}
+		vals[i] = v
+		b = b[n:]
+	}
+	if len(b) != 1 || vals[1] > 1<<32-1 || vals[2] > 1<<32-1 || vals[0] > 1<<62 {
+		return l, fmt.Errorf("chunk location: bad fields: %w", ErrCorrupt)
+	}
+	l.Offset, l.Length, l.RawLength, l.Flags = int64(vals[0]), uint32(vals[1]), uint32(vals[2]), b[0]
+	return l, nil
+}
+
+// packMeta records a pack the index points into.
+type packMeta struct {
+	Size    int64
+	Created int64 // unix nanoseconds
+}
+
+func (m packMeta) encode() []byte {
+	b := binary.AppendUvarint(nil, uint64(m.Size))
+	return binary.AppendVarint(b, m.Created)
+}
+
+func decodePackMeta(b []byte) (packMeta, error) {
+	size, n := binary.Uvarint(b)
+	if n <= 0 {
+		return packMeta{}, fmt.Errorf("pack record: %w", ErrCorrupt)
+	}
+	created, m := binary.Varint(b[n:])
+	if m <= 0 || n+m != len(b) {
+		return packMeta{}, fmt.Errorf("pack record: %w", ErrCorrupt)
+	}
+	return packMeta{Size: int64(size), Created: created}, nil
+}
+
+func encodeHashes(hs []digest.Hash) []byte {
+	b := make([]byte, 0, len(hs)*digest.Size)
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func decodeHashes(b []byte) ([]digest.Hash, error) {
+	if len(b)%digest.Size != 0 {
+		return nil, fmt.Errorf("hash list of %d bytes: %w", len(b), ErrCorrupt)
+	}
+	hs := make([]digest.Hash, len(b)/digest.Size)
+	for i := range hs {
+		copy(hs[i][:], b[i*digest.Size:])
+	}
+	return hs, nil
+}

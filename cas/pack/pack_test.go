@@ -1,0 +1,114 @@
+package pack
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/forge-build/forge/cas/digest"
+)
+
+func writePack(t *testing.T, blobs ...[]byte) ([]byte, []Entry) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blobs {
+		if _, err := w.Add(digest.Sum(b), b, len(b), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), entries
+}
+
+func TestRoundTrip(t *testing.T) {
+	tests := []struct {
+		name  string
+		blobs [][]byte
+	}{
+		{"empty pack", nil},
+		{"one blob", [][]byte{[]byte("hello")}},
+		{"several", [][]byte{[]byte("a"), bytes.Repeat([]byte("b"), 70000), []byte("c")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, written := writePack(t, tt.blobs...)
+			got, err := ReadIndex(bytes.NewReader(p), int64(len(p)))
+			if err != nil {
+				t.Fatalf("ReadIndex: %v", err)
+			}
+			if len(got) != len(tt.blobs) {
+				t.Fatalf("%d entries, want %d", len(got), len(tt.blobs))
+			}
+			for i, e := range got {
+				if e != written[i] {
+					t.Fatalf("entry %d = %+v, written %+v", i, e, written[i])
+				}
+				blob := p[e.Offset : e.Offset+int64(e.Length)]
+				if !bytes.Equal(blob, tt.blobs[i]) || digest.Sum(blob) != e.Hash {
+					t.Fatalf("blob %d reads back wrong", i)
+				}
+			}
+		})
+	}
+}
+
+func TestReadIndexRejects(t *testing.T) {
+	good, _ := writePack(t, []byte("one"), []byte("two"))
+	flip := func(off int) []byte {
+		b := append([]byte{}, good...)
+		b[off] ^= 0x40
+		return b
+	}
+	tests := []struct {
+		name string
+		p    []byte
+	}{
+		{"too short", good[:10]},
+		{"bad header", flip(0)},
+		{"unfinished", good[:len(good)-1]},
+		{"footer bit flip", flip(len(good) - trailerSize - 3)},
+		{"count bit flip", flip(len(good) - trailerSize)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadIndex(bytes.NewReader(tt.p), int64(len(tt.p)))
+			var invalid *InvalidError
+			if !errors.As(err, &invalid) {
+				t.Fatalf("got %v, want an InvalidError", err)
+			}
+		})
+	}
+}
+
+type failWriter struct{ after int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.after <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	f.after--
+	return len(p), nil
+}
+
+func TestWriterKeepsFirstError(t *testing.T) {
+	w, err := NewWriter(&failWriter{after: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Add(digest.Sum([]byte("x")), []byte("x"), 1, 0); err == nil {
+		t.Fatal("Add succeeded on a failing writer")
+	}
+	if _, err := w.Add(digest.Sum([]byte("y")), []byte("y"), 1, 0); !errors.Is(err, ErrBroken) {
+		t.Fatalf("second Add: %v, want ErrBroken", err)
+	}
+	if _, err := w.Finish(); !errors.Is(err, ErrBroken) {
+		t.Fatalf("Finish: %v, want ErrBroken", err)
+	}
+}

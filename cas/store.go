@@ -1,0 +1,378 @@
+package cas
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/node"
+)
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// PackSize is the size at which a pack is finished and a new one
+	// started. Default 64 MiB.
+	PackSize int64
+	// Logf receives messages worth a log line (pebble's errors, cleanup
+	// done at open). Default: discard.
+	Logf func(format string, args ...any)
+	// Now returns the current time (for last-use stamps). Default time.Now.
+	Now func() time.Time
+}
+
+const defaultPackSize = 64 << 20
+
+// Store is an open content-addressed store.
+type Store struct {
+	dir  string
+	db   *pebble.DB
+	lock *os.File
+	opts Options
+
+	// gcMu orders GC against writers: a Writer holds it shared while it
+	// looks a hash up and records it as held, GC holds it exclusively
+	// while it marks and sweeps, so GC never frees what a Writer relies on.
+	gcMu sync.RWMutex
+
+	mu      sync.Mutex
+	writers map[*Writer]struct{}
+	packs   map[packID]*os.File // open pack readers
+	closed  bool
+}
+
+// Layout of a store directory.
+const (
+	indexDir = "index"
+	packsDir = "packs"
+	tmpDir   = "tmp"
+	lockFile = "store.lock"
+	packExt  = ".pack"
+)
+
+// Open opens the store at dir, creating it if needed. It fails with
+// ErrInUse, naming the process, when another process has it open.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.PackSize <= 0 {
+		opts.PackSize = defaultPackSize
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
+	dir = abs
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create store %s: %w", dir, err)
+	}
+	lock, err := lockStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, lock: lock, opts: opts, writers: map[*Writer]struct{}{}, packs: map[packID]*os.File{}}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
+	for _, sub := range []string{packsDir, tmpDir} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create store %s: %w", dir, err)
+		}
+	}
+	// We hold the lock, so nothing in tmp/ belongs to a live writer: it is
+	// what a killed process left behind.
+	if err := s.cleanTmp(); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(filepath.Join(dir, indexDir), &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{logf: opts.Logf},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store index %s: %w", filepath.Join(dir, indexDir), err)
+	}
+	s.db = db
+	ok = true
+	return s, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close closes the index and pack files. Open Writers are aborted.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	writers := make([]*Writer, 0, len(s.writers))
+	for w := range s.writers {
+		writers = append(writers, w)
+	}
+	s.mu.Unlock()
+	for _, w := range writers {
+		w.Abort()
+	}
+	s.mu.Lock()
+	for id, f := range s.packs {
+		f.Close()
+		delete(s.packs, id)
+	}
+	s.mu.Unlock()
+	err := s.db.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	if err != nil {
+		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// lockStore takes an exclusive flock on <dir>/store.lock and writes who holds
+// it into the file, so that a second process can say who is in the way.
+func lockStore(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 4096))
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, &InUseError{Dir: dir, Holder: describeHolder(holder)}
+		}
+		return nil, fmt.Errorf("lock store %s: %w", dir, err)
+	}
+	cmdline, _ := os.ReadFile("/proc/self/cmdline")
+	info := fmt.Sprintf("%d\n%d\n%s\n", os.Getpid(), time.Now().Unix(), bytes.ReplaceAll(bytes.TrimRight(cmdline, "\x00"), []byte{0}, []byte{' '}))
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(info), 0)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock store %s: %w", dir, err)
+		}
+	} else {
+		f.Close()
+		return nil, fmt.Errorf("lock store %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+func describeHolder(info []byte) string {
+	lines := strings.SplitN(string(info), "\n", 3)
+	if len(lines) < 3 {
+		return "another process"
+	}
+	pid, since := lines[0], lines[1]
+	desc := "process " + pid
+	if cmd := strings.TrimSpace(lines[2]); cmd != "" {
+		desc += " (" + cmd + ")"
+	}
+	if sec, err := strconv.ParseInt(since, 10, 64); err == nil {
+		desc += fmt.Sprintf(", open for %s", time.Since(time.Unix(sec, 0)).Round(time.Second))
+	}
+	return desc
+}
+
+// InUseError says which process holds a store open.
+type InUseError struct{ Dir, Holder string }
+
+func (e *InUseError) Error() string { return fmt.Sprintf("store %s is in use by %s", e.Dir, e.Holder) }
+
+// Is makes errors.Is(err, ErrInUse) true.
+func (e *InUseError) Is(target error) bool { return target == ErrInUse }
+
+func (s *Store) cleanTmp() error {
+	dir := filepath.Join(s.dir, tmpDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clean %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("clean %s: %w", p, err)
+		}
+		s.opts.Logf("removed %s left by an earlier process", p)
+	}
+	return nil
+}
+
+func (s *Store) packPath(id packID) string {
+	return filepath.Join(s.dir, packsDir, id.String()+packExt)
+}
+
+// get reads one index value, copied out of pebble's buffer.
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if err != nil {
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("read store index %s: %w", s.dir, err)
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, nil
+}
+
+func (s *Store) has(key []byte) (bool, error) {
+	_, closer, err := s.db.Get(key)
+	if err != nil {
+		if errors.Is(err, pebble.ErrNotFound) {
+			return false, nil
+		}
+		return false, fmt.Errorf("read store index %s: %w", s.dir, err)
+	}
+	closer.Close()
+	return true, nil
+}
+
+// Node reads and verifies the node named h.
+func (s *Store) Node(h digest.Hash) (*node.Node, error) {
+	b, err := s.get(hashKey(prefixNode, h))
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", h, err)
+	}
+	if digest.Sum(b) != h {
+		return nil, fmt.Errorf("node %s: stored bytes hash to %s: %w", h, digest.Sum(b), ErrCorrupt)
+	}
+	n, err := node.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w: %w", h, ErrCorrupt, err)
+	}
+	return n, nil
+}
+
+// HasNode reports whether the index holds node h.
+func (s *Store) HasNode(h digest.Hash) (bool, error) { return s.has(hashKey(prefixNode, h)) }
+
+// chunkLocation reads where chunk h is stored.
+func (s *Store) chunkLocation(h digest.Hash) (chunkLoc, error) {
+	b, err := s.get(hashKey(prefixChunk, h))
+	if err != nil {
+		return chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
+	}
+	loc, err := decodeChunkLoc(b)
+	if err != nil {
+		return chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
+	}
+	return loc, nil
+}
+
+// ChunkError is a chunk that cannot be read, with the pack it lives in.
+type ChunkError struct {
+	Chunk digest.Hash
+	Pack  string
+	Err   error
+}
+
+func (e *ChunkError) Error() string {
+	return fmt.Sprintf("chunk %s in pack %s: %v", e.Chunk, e.Pack, e.Err)
+}
+
+func (e *ChunkError) Unwrap() error { return e.Err }
+
+// ReadChunk appends chunk h's content to buf and returns it. The content is
+// verified against h: corruption is an error, never wrong data.
+func (s *Store) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		loc, err := s.chunkLocation(h)
+		if err != nil {
+			return buf, err
+		}
+		out, err := s.readBlob(h, loc, buf)
+		// GC may have moved the chunk to a new pack and removed the old
+		// one after we read the location: look it up again, once.
+		if (errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrClosed)) && attempt == 0 {
+			continue
+		}
+		return out, err
+	}
+}
+
+func (s *Store) readBlob(h digest.Hash, loc chunkLoc, buf []byte) ([]byte, error) {
+	if loc.Flags != 0 {
+		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: fmt.Errorf("unknown flags %#x: %w", loc.Flags, ErrCorrupt)}
+	}
+	f, err := s.packFile(loc.Pack)
+	if err != nil {
+		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err}
+	}
+	start := len(buf)
+	buf = append(buf, make([]byte, loc.Length)...)
+	if _, err := f.ReadAt(buf[start:], loc.Offset); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("pack is shorter than offset %d+%d: %w", loc.Offset, loc.Length, ErrCorrupt)
+		}
+		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err}
+	}
+	if got := digest.Sum(buf[start:]); got != h {
+		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(),
+			Err: fmt.Errorf("content at offset %d hashes to %s: %w", loc.Offset, got.Short(), ErrCorrupt)}
+	}
+	return buf, nil
+}
+
+// packFile returns an open reader for a pack, opening it once.
+func (s *Store) packFile(id packID) (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if f, ok := s.packs[id]; ok {
+		return f, nil
+	}
+	f, err := os.Open(s.packPath(id))
+	if err != nil {
+		return nil, err
+	}
+	s.packs[id] = f
+	return f, nil
+}
+
+// forgetPack closes the cached reader of a pack about to be deleted.
+func (s *Store) forgetPack(id packID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.packs[id]; ok {
+		f.Close()
+		delete(s.packs, id)
+	}
+}
+
+// pebbleLogger passes pebble's errors to Logf and drops its chatter.
+type pebbleLogger struct{ logf func(string, ...any) }
+
+func (l pebbleLogger) Infof(string, ...any) {}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.logf("index: "+format, args...)
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	// Pebble calls Fatalf when it cannot go on (a failed WAL sync, a full
+	// disk). Say so plainly and stop: the WAL replays on the next open.
+	fmt.Fprintf(os.Stderr, "forge: store index failed: "+format+"\n", args...)
+	os.Exit(1)
+}

@@ -1,0 +1,390 @@
+package cas
+
+import (
+	"bufio"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/cas/pack"
+)
+
+// Writer adds chunks and nodes to a store. Chunks go into a pack file of
+// the Writer's own; index entries pointing into a pack are committed only
+// after the pack is fsynced and renamed into place, and refs only by Commit,
+// which syncs the index. A process killed at any moment so leaves either
+// nothing or garbage that GC frees, never an index entry without its data.
+//
+// A Writer may be used by several goroutines at once. Until Close, GC treats
+// everything the Writer wrote or found already stored as live.
+type Writer struct {
+	s *Store
+
+	mu      sync.Mutex
+	tmp     *os.File
+	buf     *bufio.Writer
+	pw      *pack.Writer
+	packID  packID
+	batch   *pebble.Batch
+	pending int // index entries in batch
+	stats   WriteStats
+	err     error // first error; the Writer refuses work after it
+	closed  bool
+
+	// held is what GC must keep while the Writer is open. It has its own
+	// lock because GC reads it while holding Store.gcMu, and writers take
+	// gcMu while holding mu: one lock for both would deadlock.
+	heldMu sync.Mutex
+	held   map[digest.Hash]struct{}
+}
+
+// WriteStats count a Writer's work.
+type WriteStats struct {
+	Chunks     int   // chunks put
+	ChunkBytes int64 // their bytes
+	NewChunks  int   // chunks not stored before
+	NewBytes   int64 // their bytes
+	Nodes      int   // nodes put
+	NewNodes   int   // nodes not stored before
+	Packs      int   // packs written
+}
+
+// NewWriter starts a Writer. Close it when done, whether or not it
+// committed.
+func (s *Store) NewWriter() (*Writer, error) {
+	w := &Writer{s: s, batch: s.db.NewBatch(), held: map[digest.Hash]struct{}{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.writers[w] = struct{}{}
+	return w, nil
+}
+
+func (w *Writer) fail(err error) error {
+	if w.err == nil {
+		w.err = err
+	}
+	return err
+}
+
+func (w *Writer) usable() error {
+	if w.closed {
+		return ErrClosed
+	}
+	if w.err != nil {
+		return fmt.Errorf("writer failed earlier: %w", w.err)
+	}
+	return nil
+}
+
+func (w *Writer) isHeld(h digest.Hash) bool {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	_, ok := w.held[h]
+	return ok
+}
+
+func (w *Writer) hold(h digest.Hash) {
+	w.heldMu.Lock()
+	w.held[h] = struct{}{}
+	w.heldMu.Unlock()
+}
+
+// heldSnapshot adds what the Writer holds to live; GC calls it.
+func (w *Writer) addHeld(live map[digest.Hash]struct{}) {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	for h := range w.held {
+		live[h] = struct{}{}
+	}
+}
+
+// storedOrHold reports whether key is in the index and, if so, holds h
+// before GC can run, so that what the caller dedups against stays.
+func (w *Writer) storedOrHold(key []byte, h digest.Hash) (bool, error) {
+	w.s.gcMu.RLock()
+	defer w.s.gcMu.RUnlock()
+	ok, err := w.s.has(key)
+	if ok {
+		w.hold(h)
+	}
+	return ok, err
+}
+
+// PutChunk stores data as the chunk h (its SHA-256, which the caller has
+// computed). It reports whether the chunk was new to the store.
+func (w *Writer) PutChunk(h digest.Hash, data []byte) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return false, err
+	}
+	w.stats.Chunks++
+	w.stats.ChunkBytes += int64(len(data))
+	if w.isHeld(h) {
+		return false, nil
+	}
+	key := hashKey(prefixChunk, h)
+	stored, err := w.storedOrHold(key, h)
+	if err != nil {
+		return false, w.fail(err)
+	}
+	if stored {
+		return false, nil
+	}
+	if w.pw == nil {
+		if err := w.startPack(); err != nil {
+			return false, w.fail(err)
+		}
+	}
+	e, err := w.pw.Add(h, data, len(data), 0)
+	if err != nil {
+		return false, w.fail(fmt.Errorf("store %s: pack %s: %w", w.s.dir, w.packID, err))
+	}
+	loc := chunkLoc{Pack: w.packID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Flags: e.Flags}
+	if err := w.batch.Set(key, loc.encode(), nil); err != nil {
+		return false, w.fail(err)
+	}
+	w.pending++
+	w.hold(h)
+	w.stats.NewChunks++
+	w.stats.NewBytes += int64(len(data))
+	if w.pw.Size() >= w.s.opts.PackSize {
+		if err := w.flushLocked(pebble.NoSync); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// PutNode stores n and returns its hash. The chunks and child nodes it
+// names must have been put (or be stored) before.
+func (w *Writer) PutNode(n *node.Node) (digest.Hash, error) {
+	h, enc, err := n.Hash()
+	if err != nil {
+		return h, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return h, err
+	}
+	w.stats.Nodes++
+	if w.isHeld(h) {
+		return h, nil
+	}
+	key := hashKey(prefixNode, h)
+	stored, err := w.storedOrHold(key, h)
+	if err != nil {
+		return h, w.fail(err)
+	}
+	if stored {
+		return h, nil
+	}
+	if err := w.batch.Set(key, enc, nil); err != nil {
+		return h, w.fail(err)
+	}
+	w.pending++
+	w.hold(h)
+	w.stats.NewNodes++
+	return h, nil
+}
+
+// Commit makes everything put so far durable and points each of refs at
+// tree. The Writer stays usable for more puts and commits.
+func (w *Writer) Commit(tree digest.Hash, refs ...string) error {
+	for _, r := range refs {
+		if err := ValidRefName(r); err != nil {
+			return err
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if !w.isHeld(tree) {
+		ok, err := w.storedOrHold(hashKey(prefixNode, tree), tree)
+		if err != nil {
+			return w.fail(err)
+		}
+		if !ok {
+			return fmt.Errorf("commit tree %s: %w", tree, ErrNotFound)
+		}
+	}
+	now := w.s.opts.Now().UnixNano()
+	for _, r := range refs {
+		if err := w.batch.Set(nameKey(prefixRef, r), tree[:], nil); err != nil {
+			return w.fail(err)
+		}
+		if err := w.batch.Set(nameKey(prefixUsed, r), encodeTime(now), nil); err != nil {
+			return w.fail(err)
+		}
+		w.pending++
+	}
+	// Pebble's log is sequential: syncing this batch makes every batch the
+	// Writer committed before it durable too.
+	return w.flushLocked(pebble.Sync)
+}
+
+// Stats returns the Writer's counters.
+func (w *Writer) Stats() WriteStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
+}
+
+// Close releases the Writer. What it did not commit is discarded (chunks in
+// packs already renamed become garbage for GC).
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	w.discardPack()
+	w.batch.Close()
+	w.s.mu.Lock()
+	delete(w.s.writers, w)
+	w.s.mu.Unlock()
+	w.heldMu.Lock()
+	w.held = nil
+	w.heldMu.Unlock()
+	return nil
+}
+
+// Abort is Close; the name says the intent at call sites that give up.
+func (w *Writer) Abort() { w.Close() }
+
+func (w *Writer) startPack() error {
+	if _, err := rand.Read(w.packID[:]); err != nil {
+		return fmt.Errorf("new pack ID: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Join(w.s.dir, tmpDir), "pack-"+w.packID.String()+"-*.tmp")
+	if err != nil {
+		return fmt.Errorf("store %s: new pack: %w", w.s.dir, err)
+	}
+	w.tmp = f
+	w.buf = bufio.NewWriterSize(f, 1<<20)
+	w.pw, err = pack.NewWriter(w.buf)
+	if err != nil {
+		w.discardPack()
+		return fmt.Errorf("store %s: pack %s: %w", w.s.dir, w.packID, err)
+	}
+	w.stats.Packs++
+	return nil
+}
+
+func (w *Writer) discardPack() {
+	if w.tmp != nil {
+		name := w.tmp.Name()
+		w.tmp.Close()
+		os.Remove(name)
+	}
+	w.tmp, w.buf, w.pw = nil, nil, nil
+}
+
+// flushLocked finishes the current pack, makes it durable under its final
+// name, and only then commits the index entries that point into it.
+func (w *Writer) flushLocked(sync *pebble.WriteOptions) error {
+	// GC deletes pack files the index does not know: hold it off from the
+	// rename until the index knows the pack.
+	w.s.gcMu.RLock()
+	defer w.s.gcMu.RUnlock()
+	if w.pw != nil {
+		if err := w.finishPack(); err != nil {
+			w.discardPack()
+			return w.fail(err)
+		}
+	}
+	switch {
+	case w.pending > 0:
+		if err := w.batch.Commit(sync); err != nil {
+			return w.fail(fmt.Errorf("store %s: commit index: %w", w.s.dir, err))
+		}
+		w.batch.Close()
+		w.batch = w.s.db.NewBatch()
+		w.pending = 0
+	case sync == pebble.Sync:
+		// Nothing new, but the caller wants what was committed before
+		// made durable: a synced log record does that.
+		if err := w.s.db.LogData([]byte("sync"), pebble.Sync); err != nil {
+			return w.fail(fmt.Errorf("store %s: sync index: %w", w.s.dir, err))
+		}
+	}
+	return nil
+}
+
+// finishPack writes the pack's footer, syncs it, reads it back, renames it
+// into packs/ and adds its record to the batch.
+func (w *Writer) finishPack() error {
+	where := fmt.Sprintf("store %s: pack %s", w.s.dir, w.packID)
+	entries, err := w.pw.Finish()
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if err := w.tmp.Sync(); err != nil {
+		return fmt.Errorf("%s: sync: %w", where, err)
+	}
+	size, err := w.tmp.Seek(0, 1)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	// Re-read the footer before publishing the pack: a pack whose index
+	// cannot be read back is not one to point the store at.
+	back, err := pack.ReadIndex(w.tmp, size)
+	if err != nil {
+		return fmt.Errorf("%s: reading back: %w", where, err)
+	}
+	if len(back) != len(entries) {
+		return fmt.Errorf("%s: reading back: %d entries, wrote %d: %w", where, len(back), len(entries), ErrCorrupt)
+	}
+	tmpName := w.tmp.Name()
+	if err := w.tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	w.tmp, w.buf, w.pw = nil, nil, nil
+	final := w.s.packPath(w.packID)
+	if err := os.Rename(tmpName, final); err != nil {
+		os.Remove(tmpName)
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	meta := packMeta{Size: size, Created: w.s.opts.Now().UnixNano()}
+	if err := w.batch.Set(hashKeyPack(w.packID), meta.encode(), nil); err != nil {
+		return err
+	}
+	w.pending++
+	return nil
+}
+
+func hashKeyPack(id packID) []byte {
+	return append([]byte{prefixPack}, id[:]...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
