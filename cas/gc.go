@@ -1,19 +1,15 @@
 package cas
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/forge-build/forge/cas/digest"
-	"github.com/forge-build/forge/cas/pack"
 )
 
 // GCOptions tune GC.
@@ -320,24 +316,17 @@ func (s *Store) removePack(id packID) error {
 // rewritePack copies a pack's live chunks into a new pack, points the index
 // at the new one, and only then deletes the old one.
 func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int64, error) {
-	var id packID
-	if _, err := rand.Read(id[:]); err != nil {
-		return 0, err
-	}
 	where := fmt.Sprintf("store %s: gc: rewrite pack %s", s.dir, old)
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), "pack-"+id.String()+"-*.tmp")
+	out, err := s.newPackOutput()
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", where, err)
 	}
+	published := false
 	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
+		if !published {
+			out.abort()
+		}
 	}()
-	buf := bufio.NewWriterSize(tmp, 1<<20)
-	pw, err := pack.NewWriter(buf)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", where, err)
-	}
 	hashes := make([]digest.Hash, 0, len(liveLocs))
 	for h := range liveLocs {
 		hashes = append(hashes, h)
@@ -353,40 +342,21 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", where, err)
 		}
-		e, err := pw.Add(h, blob, int(loc.RawLength), loc.Flags)
+		nl, err := out.add(h, blob, int(loc.RawLength), loc.Flags)
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", where, err)
 		}
-		nl := chunkLoc{Pack: id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Flags: e.Flags}
 		batch.Set(hashKey(prefixChunk, h), nl.encode(), nil)
 	}
-	if _, err := pw.Finish(); err != nil {
-		return 0, fmt.Errorf("%s: %w", where, err)
-	}
-	if err := buf.Flush(); err != nil {
-		return 0, fmt.Errorf("%s: %w", where, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return 0, fmt.Errorf("%s: %w", where, err)
-	}
-	size, err := tmp.Seek(0, 1)
+	meta, err := out.finish()
 	if err != nil {
-		return 0, err
-	}
-	if _, err := pack.ReadIndex(tmp, size); err != nil {
-		return 0, fmt.Errorf("%s: reading back: %w", where, err)
-	}
-	final := s.packPath(id)
-	if err := os.Rename(tmp.Name(), final); err != nil {
 		return 0, fmt.Errorf("%s: %w", where, err)
 	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return 0, err
-	}
-	batch.Set(hashKeyPack(id), packMeta{Size: size, Created: s.opts.Now().UnixNano()}.encode(), nil)
+	published = true
+	batch.Set(hashKeyPack(out.id), meta.encode(), nil)
 	batch.Delete(hashKeyPack(old), nil)
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("%s: commit index: %w", where, err)
 	}
-	return size, s.removePack(old)
+	return meta.Size, s.removePack(old)
 }

@@ -1,19 +1,15 @@
 package cas
 
 import (
-	"bufio"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
-	"github.com/forge-build/forge/cas/pack"
 )
 
 // Writer adds chunks and nodes to a store. Chunks go into a pack file of
@@ -28,10 +24,7 @@ type Writer struct {
 	s *Store
 
 	mu      sync.Mutex
-	tmp     *os.File
-	buf     *bufio.Writer
-	pw      *pack.Writer
-	packID  packID
+	pack    *packOutput // nil between packs
 	batch   *pebble.Batch
 	pending int // index entries in batch
 	stats   WriteStats
@@ -141,16 +134,16 @@ func (w *Writer) PutChunk(h digest.Hash, data []byte) (bool, error) {
 	if stored {
 		return false, nil
 	}
-	if w.pw == nil {
-		if err := w.startPack(); err != nil {
+	if w.pack == nil {
+		if w.pack, err = w.s.newPackOutput(); err != nil {
 			return false, w.fail(err)
 		}
+		w.stats.Packs++
 	}
-	e, err := w.pw.Add(h, data, len(data), 0)
+	loc, err := w.pack.add(h, data, len(data), 0)
 	if err != nil {
-		return false, w.fail(fmt.Errorf("store %s: pack %s: %w", w.s.dir, w.packID, err))
+		return false, w.fail(err)
 	}
-	loc := chunkLoc{Pack: w.packID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Flags: e.Flags}
 	if err := w.batch.Set(key, loc.encode(), nil); err != nil {
 		return false, w.fail(err)
 	}
@@ -158,7 +151,7 @@ func (w *Writer) PutChunk(h digest.Hash, data []byte) (bool, error) {
 	w.hold(h)
 	w.stats.NewChunks++
 	w.stats.NewBytes += int64(len(data))
-	if w.pw.Size() >= w.s.opts.PackSize {
+	if w.pack.size() >= w.s.opts.PackSize {
 		if err := w.flushLocked(pebble.NoSync); err != nil {
 			return true, err
 		}
@@ -266,32 +259,11 @@ func (w *Writer) Close() error {
 // Abort is Close; the name says the intent at call sites that give up.
 func (w *Writer) Abort() { w.Close() }
 
-func (w *Writer) startPack() error {
-	if _, err := rand.Read(w.packID[:]); err != nil {
-		return fmt.Errorf("new pack ID: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Join(w.s.dir, tmpDir), "pack-"+w.packID.String()+"-*.tmp")
-	if err != nil {
-		return fmt.Errorf("store %s: new pack: %w", w.s.dir, err)
-	}
-	w.tmp = f
-	w.buf = bufio.NewWriterSize(f, 1<<20)
-	w.pw, err = pack.NewWriter(w.buf)
-	if err != nil {
-		w.discardPack()
-		return fmt.Errorf("store %s: pack %s: %w", w.s.dir, w.packID, err)
-	}
-	w.stats.Packs++
-	return nil
-}
-
 func (w *Writer) discardPack() {
-	if w.tmp != nil {
-		name := w.tmp.Name()
-		w.tmp.Close()
-		os.Remove(name)
+	if w.pack != nil {
+		w.pack.abort()
+		w.pack = nil
 	}
-	w.tmp, w.buf, w.pw = nil, nil, nil
 }
 
 // flushLocked finishes the current pack, makes it durable under its final
@@ -301,11 +273,17 @@ func (w *Writer) flushLocked(sync *pebble.WriteOptions) error {
 	// rename until the index knows the pack.
 	w.s.gcMu.RLock()
 	defer w.s.gcMu.RUnlock()
-	if w.pw != nil {
-		if err := w.finishPack(); err != nil {
+	if w.pack != nil {
+		meta, err := w.pack.finish()
+		if err != nil {
 			w.discardPack()
 			return w.fail(err)
 		}
+		if err := w.batch.Set(hashKeyPack(w.pack.id), meta.encode(), nil); err != nil {
+			return w.fail(err)
+		}
+		w.pack = nil
+		w.pending++
 	}
 	switch {
 	case w.pending > 0:
@@ -322,54 +300,6 @@ func (w *Writer) flushLocked(sync *pebble.WriteOptions) error {
 			return w.fail(fmt.Errorf("store %s: sync index: %w", w.s.dir, err))
 		}
 	}
-	return nil
-}
-
-// finishPack writes the pack's footer, syncs it, reads it back, renames it
-// into packs/ and adds its record to the batch.
-func (w *Writer) finishPack() error {
-	where := fmt.Sprintf("store %s: pack %s", w.s.dir, w.packID)
-	entries, err := w.pw.Finish()
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if err := w.buf.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if err := w.tmp.Sync(); err != nil {
-		return fmt.Errorf("%s: sync: %w", where, err)
-	}
-	size, err := w.tmp.Seek(0, 1)
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	// Re-read the footer before publishing the pack: a pack whose index
-	// cannot be read back is not one to point the store at.
-	back, err := pack.ReadIndex(w.tmp, size)
-	if err != nil {
-		return fmt.Errorf("%s: reading back: %w", where, err)
-	}
-	if len(back) != len(entries) {
-		return fmt.Errorf("%s: reading back: %d entries, wrote %d: %w", where, len(back), len(entries), ErrCorrupt)
-	}
-	tmpName := w.tmp.Name()
-	if err := w.tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	w.tmp, w.buf, w.pw = nil, nil, nil
-	final := w.s.packPath(w.packID)
-	if err := os.Rename(tmpName, final); err != nil {
-		os.Remove(tmpName)
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	meta := packMeta{Size: size, Created: w.s.opts.Now().UnixNano()}
-	if err := w.batch.Set(hashKeyPack(w.packID), meta.encode(), nil); err != nil {
-		return err
-	}
-	w.pending++
 	return nil
 }
 
