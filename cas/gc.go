@@ -220,6 +220,9 @@ func (s *Store) mark(ctx context.Context, skip map[string]bool) (map[digest.Hash
 	for w := range s.writers {
 		w.addHeld(live)
 	}
+	for h := range s.pins {
+		roots = append(roots, h)
+	}
 	s.mu.Unlock()
 	// What writers hold is live. Walking it is safe: a hash that is a
 	// chunk, or a node not committed yet, is simply not found.

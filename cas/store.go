@@ -47,6 +47,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	writers map[*Writer]struct{}
+	pins    map[digest.Hash]int // trees in use by this process: mounts, exports
 	packs   map[packID]*os.File // open pack readers
 	closed  bool
 }
@@ -84,7 +85,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, lock: lock, opts: opts, writers: map[*Writer]struct{}{}, packs: map[packID]*os.File{}}
+	s := &Store{dir: dir, lock: lock, opts: opts, writers: map[*Writer]struct{}{}, pins: map[digest.Hash]int{}, packs: map[packID]*os.File{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -111,6 +112,35 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.db = db
 	ok = true
 	return s, nil
+}
+
+// Pin keeps tree h, and everything it reaches, from GC until release is
+// called. Pins live in memory: they end with the process, as the mounts and
+// reads they protect do.
+func (s *Store) Pin(h digest.Hash) (release func(), err error) {
+	// Under gcMu, so no GC runs between the check and the pin.
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	ok, err := s.HasNode(h)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("tree %s: %w", h, ErrNotFound)
+	}
+	s.mu.Lock()
+	s.pins[h]++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.pins[h]--; s.pins[h] == 0 {
+				delete(s.pins, h)
+			}
+			s.mu.Unlock()
+		})
+	}, nil
 }
 
 // Dir is the store's directory.
