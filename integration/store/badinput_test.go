@@ -1,0 +1,263 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/forge-build/forge/internal/fstree"
+)
+
+// TestImportBadSource: sources that cannot be imported give a clear error
+// naming the path, exit non-zero, create no ref and leave the store clean
+// (What must hold, 5).
+func TestImportBadSource(t *testing.T) {
+	forgeBin(t)
+	for _, tc := range []struct {
+		name string
+		// source returns the PATH to import and the name the error must
+		// mention.
+		source func(t *testing.T, tmp string) (path, mention string)
+	}{
+		{
+			name: "missing path",
+			source: func(t *testing.T, tmp string) (string, string) {
+				p := filepath.Join(tmp, "does-not-exist")
+				return p, p
+			},
+		},
+		{
+			name: "dangling symlink as path",
+			source: func(t *testing.T, tmp string) (string, string) {
+				p := filepath.Join(tmp, "dangling")
+				if err := os.Symlink("nowhere", p); err != nil {
+					t.Fatal(err)
+				}
+				return p, p
+			},
+		},
+		{
+			// Root reads any file whatever its mode, so the unreadable file
+			// is a sysfs attribute without a read method (open fails with
+			// EACCES even for root), bind-mounted over a regular file of
+			// the tree: to the importer it is a 4096-byte regular file.
+			name: "unreadable file",
+			source: func(t *testing.T, tmp string) (string, string) {
+				attr := writeOnlySysfsFile(t)
+				src := filepath.Join(tmp, "src")
+				writeTree(t, src, map[string][]byte{"readable": []byte("fine\n"), "sub/unreadable": nil})
+				target := filepath.Join(src, "sub/unreadable")
+				mustRun(t, "mount", "--bind", attr, target)
+				unmountAtCleanup(t, target)
+				return src, "unreadable"
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := fstree.DiskTempDir(t)
+			s := newStore(t, tmp)
+			good := filepath.Join(tmp, "good")
+			writeTree(t, good, map[string][]byte{"a": []byte("a\n")})
+			s.importTree(good, "good")
+
+			path, mention := tc.source(t, tmp)
+			r := s.run("import", "--ref", "bad", path)
+			if r.code == 0 {
+				t.Fatalf("import of a bad source succeeded:\n%s", r)
+			}
+			if !strings.Contains(r.stderr, mention) {
+				t.Errorf("the error does not name %q:\n%s", mention, r)
+			}
+			if _, ok := s.ls()["bad"]; ok {
+				t.Errorf("a failed import created its ref")
+			}
+			s.assertClean()
+			s.assertExportEquals("good", good)
+		})
+	}
+}
+
+// writeOnlySysfsFile returns a sysfs attribute that has no read method.
+func writeOnlySysfsFile(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/sys/bus/pci/drivers_probe", "/sys/bus/pci/rescan", "/sys/bus/platform/drivers_probe"} {
+		f, err := os.Open(p)
+		if err == nil {
+			f.Close()
+			continue
+		}
+		if os.IsPermission(err) {
+			return p
+		}
+	}
+	t.Skip("no write-only sysfs attribute on this machine to stand for an unreadable file")
+	return ""
+}
+
+// TestReadOnlyStore: an import into a store on a read-only mount fails
+// with an error saying so, and the store is intact once writable again.
+func TestReadOnlyStore(t *testing.T) {
+	forgeBin(t)
+	tmp := fstree.DiskTempDir(t)
+	s := newStore(t, tmp)
+	good := filepath.Join(tmp, "good")
+	fstree.MustRandomTree(t, good, 2, 2<<20)
+	s.importTree(good, "good")
+
+	mustRun(t, "mount", "--bind", s.dir, s.dir)
+	unmountAtCleanup(t, s.dir)
+	mustRun(t, "mount", "-o", "remount,bind,ro", s.dir)
+
+	more := filepath.Join(tmp, "more")
+	fstree.MustRandomTree(t, more, 3, 2<<20)
+	r := s.run("import", "--ref", "more", more)
+	if r.code == 0 {
+		t.Fatalf("import into a read-only store succeeded:\n%s", r)
+	}
+	if !strings.Contains(strings.ToLower(r.stderr), "read-only") {
+		t.Errorf("the error does not say the store is read-only:\n%s", r)
+	}
+
+	mustRun(t, "umount", s.dir)
+	s.assertClean()
+	if _, ok := s.ls()["more"]; ok {
+		t.Errorf("the failed import created its ref")
+	}
+	s.assertExportEquals("good", good)
+	s.importTree(more, "more")
+	s.assertExportEquals("more", more)
+}
+
+// TestFullFilesystem: an import that does not fit fails with an error
+// mentioning the lack of space; once space is freed the store is clean,
+// keeps what it had, and takes a smaller import.
+func TestFullFilesystem(t *testing.T) {
+	forgeBin(t)
+	tmp := fstree.DiskTempDir(t)
+	mnt := loopExt4(t, tmp, 64<<20)
+	s := newStore(t, mnt)
+	// Exports go to the disk, not the small filesystem.
+	s.scratch = filepath.Join(tmp, "scratch")
+	if err := os.Mkdir(s.scratch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(tmp, "good")
+	fstree.MustRandomTree(t, good, 4, 1<<20)
+	s.importTree(good, "good")
+	// Ballast to free afterwards.
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, fstree.RandomBytes("ballast", 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	big := filepath.Join(tmp, "big")
+	fstree.MustRandomTree(t, big, 5, 120<<20)
+	r := s.run("import", "--ref", "big", big)
+	if r.code == 0 {
+		t.Fatalf("import of 120 MB into a 64 MiB filesystem succeeded:\n%s", r)
+	}
+	if !strings.Contains(strings.ToLower(r.stderr), "no space") {
+		t.Errorf("the error does not mention the lack of space:\n%s", r)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	s.assertClean()
+	if _, ok := s.ls()["big"]; ok {
+		t.Errorf("the failed import created its ref")
+	}
+	s.assertExportEquals("good", good)
+	small := filepath.Join(tmp, "small")
+	fstree.MustRandomTree(t, small, 6, 2<<20)
+	s.importTree(small, "small")
+	s.assertExportEquals("small", small)
+	s.ok("gc")
+	s.assertClean()
+}
+
+// TestStoreInUse: while one process has the store open, another command
+// fails at once, naming that process.
+//
+// The holder is a long import that the test freezes with SIGSTOP before
+// each probe, so the probe never races the import's start or end: an `ls`
+// that succeeds means the import has not opened the store yet, and the
+// import is resumed until a probe finds the store held.
+func TestStoreInUse(t *testing.T) {
+	forgeBin(t)
+	tmp := fstree.DiskTempDir(t)
+	s := newStore(t, tmp)
+	first := filepath.Join(tmp, "first")
+	fstree.MustRandomTree(t, first, 7, 1<<20)
+	s.importTree(first, "first") // the store exists before the race
+	src := filepath.Join(tmp, "src")
+	fstree.MustRandomTree(t, src, 8, 200<<20)
+
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	args := append([]string{"store", "import", "--store", s.dir}, importArgs("held", src)...)
+	cmd := forgeCommand(ctx, t, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// Never leave the import stopped or running behind the test.
+		syscall.Kill(pid, syscall.SIGCONT)
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	want := fmt.Sprintf("in use by process %d", pid)
+	ended := func() {
+		t.Helper()
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("the import ended (%v) before any probe found the store held\nstderr: %s", err, stderr.String())
+		default:
+		}
+	}
+	var probe result
+	for seen := false; !seen; {
+		// Short steps: the import is frozen while each probe runs, so
+		// the number of probes is its running time over this step.
+		time.Sleep(5 * time.Millisecond)
+		ended()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatalf("stop import %d: %v (did it end?)", pid, err)
+		}
+		// It may have exited just before the stop.
+		ended()
+		probe = s.run("ls", "--json")
+		seen = probe.code != 0
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatalf("continue import: %v", err)
+		}
+	}
+	if !strings.Contains(probe.stderr, want) {
+		t.Errorf("ls on a held store does not say %q:\n%s", want, probe)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the holding import failed: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	done <- nil
+	if _, ok := s.ls()["held"]; !ok {
+		t.Errorf("after the import ended, ls does not show its ref")
+	}
+	s.assertClean()
+}

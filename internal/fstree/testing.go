@@ -1,0 +1,136 @@
+package fstree
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDirEnv names the environment variable that points tests at a disk
+// directory other than /var/tmp.
+const TestDirEnv = "FORGE_TEST_DIR"
+
+// RequireRoot skips t when the process is not root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds trees with chown, mknod and trusted.* xattrs")
+	}
+}
+
+// DiskTempDir returns a new empty directory on a disk filesystem ($FORGE_TEST_DIR,
+// else /var/tmp; t.TempDir's /tmp may be tmpfs, which has no security.*
+// xattrs), after checking with CheckFilesystem that it holds everything
+// the fixture needs. It is removed when t ends, unless something is still
+// mounted below it: then t fails and the directory stays, so that removal
+// never reaches into a mounted filesystem.
+func DiskTempDir(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(TestDirEnv)
+	if base == "" {
+		base = "/var/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "forge-test-")
+	if err != nil {
+		t.Fatalf("temp dir: %v", err)
+	}
+	t.Cleanup(func() {
+		if m := mountsBelow(dir); len(m) > 0 {
+			t.Errorf("not removing %s: still mounted below it: %s", dir, strings.Join(m, ", "))
+			return
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove temp dir: %v", err)
+		}
+	})
+	if err := CheckFilesystem(dir); err != nil {
+		t.Fatalf("%v (set %s to a directory on ext4 or xfs)", err, TestDirEnv)
+	}
+	return dir
+}
+
+// mountsBelow lists the mount points at or below dir.
+func mountsBelow(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	dir = filepath.Clean(dir)
+	var out []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space, ...) of
+// /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			v := 0
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + int(c-'0')
+			}
+			if ok {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// MustBuildFixture builds the fixture in dir or fails t.
+func MustBuildFixture(t testing.TB, dir string) {
+	t.Helper()
+	if err := BuildFixture(dir); err != nil {
+		t.Fatalf("build fixture: %v", err)
+	}
+}
+
+// MustRandomTree fills dir with RandomTree or fails t.
+func MustRandomTree(t testing.TB, dir string, seed uint64, totalBytes int64) int64 {
+	t.Helper()
+	n, err := RandomTree(dir, seed, totalBytes)
+	if err != nil {
+		t.Fatalf("random tree: %v", err)
+	}
+	return n
+}
+
+// AssertSame fails t with every difference between the trees at a and b.
+func AssertSame(t testing.TB, a, b string, opts Options) {
+	t.Helper()
+	diffs, err := Compare(a, b, opts)
+	if err != nil {
+		t.Fatalf("compare %s with %s: %v", a, b, err)
+	}
+	if len(diffs) == 0 {
+		return
+	}
+	var sb strings.Builder
+	for _, d := range diffs {
+		sb.WriteString("\n\t" + d.String())
+	}
+	t.Errorf("%s and %s differ in %d properties:%s", a, b, len(diffs), sb.String())
+}
