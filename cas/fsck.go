@@ -78,6 +78,7 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 		}
 	}
 	footers := map[packID]map[digest.Hash]pack.Entry{}
+	damaged := map[packID]bool{} // on disk, but not as written
 	for id, m := range packs {
 		size, ok := onDisk[id]
 		if !ok {
@@ -86,15 +87,18 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 		}
 		if size != m.Size {
 			problem("pack %s: %d bytes on disk, index says %d", id, size, m.Size)
+			damaged[id] = true
 		}
 		f, err := s.packFile(id)
 		if err != nil {
 			problem("pack %s: %v", id, err)
+			damaged[id] = true
 			continue
 		}
 		entries, err := pack.ReadIndex(f, size)
 		if err != nil {
 			problem("pack %s: %v", id, err)
+			damaged[id] = true
 			continue
 		}
 		fm := make(map[digest.Hash]pack.Entry, len(entries))
@@ -298,6 +302,21 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return res, fmt.Errorf("store %s: fsck: commit repair: %w", s.dir, err)
+	}
+	// A damaged pack (truncated, or its footer unreadable) keeps failing
+	// checks even with its bad chunks dropped: move the chunks that still
+	// verify into a new pack, and drop the old one.
+	for id := range damaged {
+		good := map[digest.Hash]chunkLoc{}
+		for _, h := range byPack[id] {
+			if !bad[h] {
+				good[h] = locs[h]
+			}
+		}
+		if _, err := s.rewritePack(id, good); err != nil {
+			return res, fmt.Errorf("store %s: fsck: %w", s.dir, err)
+		}
+		res.Repaired = append(res.Repaired, fmt.Sprintf("moved %d sound chunks out of damaged pack %s and dropped it", len(good), id))
 	}
 	sort.Strings(res.Repaired)
 	return res, nil

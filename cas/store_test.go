@@ -548,3 +548,38 @@ func TestSparseFileImportSkipsHoles(t *testing.T) {
 		t.Fatal("data in the sparse file changed")
 	}
 }
+
+func TestRepairOfTruncatedPack(t *testing.T) {
+	s := openTestStore(t, Options{})
+	ctx := context.Background()
+	keep, victim := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(victim, "f"), randBytes(50, 2<<20), 0o644)
+	writeFile(t, filepath.Join(keep, "f"), randBytes(51, 1<<20), 0o644)
+	// Each import writes a pack of its own: truncate the victim's.
+	kept, err := s.Import(ctx, keep, ImportOptions{Refs: []string{"keep"}})
+	must(t, err)
+	_, err = s.Import(ctx, victim, ImportOptions{Refs: []string{"victim"}})
+	must(t, err)
+	packs, err := filepath.Glob(filepath.Join(s.Dir(), packsDir, "*"+packExt))
+	must(t, err)
+	for _, p := range packs {
+		fi, err := os.Stat(p)
+		must(t, err)
+		if fi.Size() > 2<<20 {
+			must(t, os.Truncate(p, fi.Size()/2))
+		}
+	}
+	fr, err := s.Fsck(ctx, FsckOptions{Repair: true})
+	must(t, err)
+	if len(fr.Problems) == 0 {
+		t.Fatal("fsck found nothing wrong with a truncated pack")
+	}
+	fr, err = s.Fsck(ctx, FsckOptions{})
+	must(t, err)
+	if len(fr.Problems) != 0 {
+		t.Fatalf("fsck after repair of a truncated pack: %q", fr.Problems)
+	}
+	if _, err := s.Export(ctx, kept.Tree, filepath.Join(t.TempDir(), "out"), ExportOptions{}); err != nil {
+		t.Fatalf("tree in another pack lost by the repair: %v", err)
+	}
+}
