@@ -284,6 +284,17 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 			res.Repaired = append(res.Repaired, fmt.Sprintf("dropped node %s from the index", h))
 		}
 	}
+	if len(bad) > 0 {
+		// Imports reuse chunk lists through the stat cache without reading
+		// the chunks: forget it all, rather than work out which entries
+		// reach dropped chunks.
+		if err := s.scan(prefixStat, func(k, _ []byte) error {
+			return batch.Delete(append([]byte{prefixStat}, k...), nil)
+		}); err != nil {
+			return res, err
+		}
+		res.Repaired = append(res.Repaired, "forgot the import stat cache")
+	}
 	for _, r := range dropRefs {
 		batch.Delete(nameKey(prefixRef, r), nil)
 		batch.Delete(nameKey(prefixUsed, r), nil)

@@ -87,6 +87,18 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}); err != nil {
 		return res, err
 	}
+	// Stat-cache entries of files whose nodes are going.
+	if err := s.scan(prefixStat, func(k, v []byte) error {
+		if e, ok := decodeStatEntry(v); ok {
+			if _, live := live[e.Node]; live {
+				return nil
+			}
+		}
+		batch.Delete(append([]byte{prefixStat}, k...), nil)
+		return nil
+	}); err != nil {
+		return res, err
+	}
 	type packUse struct {
 		live      int64
 		liveLocs  map[digest.Hash]chunkLoc

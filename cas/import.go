@@ -45,8 +45,11 @@ type ImportResult struct {
 	Tree    digest.Hash
 	Entries int64 // names in the tree, the root included
 	Bytes   int64 // file content, hard-linked files counted once
-	Stats   WriteStats
-	Elapsed time.Duration
+	// ReusedBytes is content not read at all: files unchanged since an
+	// earlier import into this store (same inode, size, mtime and ctime).
+	ReusedBytes int64
+	Stats       WriteStats
+	Elapsed     time.Duration
 }
 
 // smallFile is the size under which a file is read in one go, without
@@ -68,6 +71,11 @@ type scanned struct {
 // linkGroup is one regular-file inode: its content is read once however
 // many names it has in the tree.
 type linkGroup struct {
+	// cacheKey and cache, when set, are recorded once the node's hash is
+	// known, for the next import of the same file.
+	cacheKey []byte
+	cache    *statEntry
+
 	chunks []node.Chunk
 	size   uint64
 	names  uint32
@@ -90,11 +98,17 @@ type importer struct {
 	cancel context.CancelCauseFunc
 	root   string
 
-	inodes map[inodeKey]*linkGroup
-	jobs   chan fileJob
-	wg     sync.WaitGroup
+	inodesMu sync.Mutex
+	inodes   map[inodeKey]*linkGroup
+	jobs     chan fileJob
+	// Directories are scanned by up to cap(scanSlots) goroutines: on a
+	// re-import that reads no content, listing, stat and xattr calls are
+	// the work.
+	scanSlots chan struct{}
+	scanning  sync.WaitGroup
 
-	entries, bytes atomic.Int64
+	entries, bytes, reused atomic.Int64
+	start                  time.Time
 
 	nextLink map[digest.Hash]uint32
 }
@@ -153,8 +167,10 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	im := &importer{
 		s: s, w: w, ctx: ctx, cancel: cancel, root: root,
 		inodes:   map[inodeKey]*linkGroup{},
-		jobs:     make(chan fileJob, 4*opts.Workers),
+		jobs:      make(chan fileJob, 4*opts.Workers),
+		scanSlots: make(chan struct{}, 2*opts.Workers),
 		nextLink: map[digest.Hash]uint32{},
+		start:    start,
 	}
 	im.entries.Store(1)
 
@@ -168,6 +184,7 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	}
 	stopProgress := im.reportProgress(opts.Progress)
 	scanErr := im.scanDir(int(rootFile.Fd()), top)
+	im.scanning.Wait()
 	close(im.jobs)
 	workers.Wait()
 	stopProgress()
@@ -188,7 +205,7 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	if err := w.Commit(tree, opts.Refs...); err != nil {
 		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
 	}
-	res := ImportResult{Tree: tree, Entries: im.entries.Load(), Bytes: im.bytes.Load(), Stats: w.Stats(), Elapsed: time.Since(start)}
+	res := ImportResult{Tree: tree, Entries: im.entries.Load(), Bytes: im.bytes.Load(), ReusedBytes: im.reused.Load(), Stats: w.Stats(), Elapsed: time.Since(start)}
 	if opts.Progress != nil {
 		opts.Progress(Progress{Entries: res.Entries, Bytes: res.Bytes, NewBytes: res.Stats.NewBytes})
 	}
@@ -258,10 +275,23 @@ func (im *importer) scanDir(dirfd int, e *scanned) error {
 			if err != nil {
 				return fmt.Errorf("import %s: %w", im.where(c), err)
 			}
-			err = im.scanDir(fd, c)
-			unix.Close(fd)
-			if err != nil {
-				return err
+			select {
+			case im.scanSlots <- struct{}{}:
+				im.scanning.Add(1)
+				go func() {
+					defer im.scanning.Done()
+					defer func() { <-im.scanSlots }()
+					if err := im.scanDir(fd, c); err != nil {
+						im.cancel(err)
+					}
+					unix.Close(fd)
+				}()
+			default:
+				err = im.scanDir(fd, c)
+				unix.Close(fd)
+				if err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -271,13 +301,19 @@ func (im *importer) scanDir(dirfd int, e *scanned) error {
 func (im *importer) queueFile(dirfd int, c *scanned) error {
 	if c.st.Nlink > 1 {
 		key := inodeKey{dev: c.st.Dev, ino: c.st.Ino}
-		if g, ok := im.inodes[key]; ok {
+		im.inodesMu.Lock()
+		g, ok := im.inodes[key]
+		if ok {
 			g.names++
 			c.group = g
+		} else {
+			c.group = &linkGroup{names: 1}
+			im.inodes[key] = c.group
+		}
+		im.inodesMu.Unlock()
+		if ok {
 			return nil
 		}
-		c.group = &linkGroup{names: 1}
-		im.inodes[key] = c.group
 	} else {
 		c.group = &linkGroup{names: 1}
 	}
@@ -317,6 +353,22 @@ func (im *importer) hashFile(ck *chunker.Chunker, f *os.File, e *scanned) error 
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return err
 	}
+	key := statKey(st.Dev, st.Ino)
+	if ok, err := im.reuseCached(key, &st, g); ok || err != nil {
+		return err
+	}
+	defer func() {
+		// Remember the file for the next import, unless it changed while
+		// we read it or so recently that a change in the same clock tick
+		// could go unseen (git's "racy" entries).
+		var after unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &after) != nil || !sameStat(&st, &after) ||
+			time.Unix(st.Ctim.Sec, st.Ctim.Nsec).After(im.start.Add(-im.s.racyWindow)) {
+			return
+		}
+		g.cacheKey = key
+		g.cache = &statEntry{Size: st.Size, MtimeSec: st.Mtim.Sec, MtimeNsec: st.Mtim.Nsec, CtimeSec: st.Ctim.Sec, CtimeNsec: st.Ctim.Nsec}
+	}()
 	size := st.Size
 	addHole := func(n int64) {
 		if k := len(g.chunks); k > 0 && g.chunks[k-1].IsHole() {
@@ -384,6 +436,39 @@ func (im *importer) hashFile(ck *chunker.Chunker, f *os.File, e *scanned) error 
 	return nil
 }
 
+// reuseCached fills g from the stat cache when the file is unchanged since
+// an earlier import and its chunks are all still stored.
+func (im *importer) reuseCached(key []byte, st *unix.Stat_t, g *linkGroup) (bool, error) {
+	v, err := im.s.get(key)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+		return false, err
+	}
+	e, ok := decodeStatEntry(v)
+	if !ok || e.Size != st.Size || e.MtimeSec != st.Mtim.Sec || e.MtimeNsec != st.Mtim.Nsec ||
+		e.CtimeSec != st.Ctim.Sec || e.CtimeNsec != st.Ctim.Nsec {
+		return false, nil
+	}
+	// Holding the node holds its chunks: GC marks what held nodes reach.
+	if ok, err := im.w.storedOrHold(hashKey(prefixNode, e.Node), e.Node); !ok || err != nil {
+		return false, err
+	}
+	n, err := im.s.Node(e.Node)
+	if err != nil || n.Type != node.TypeRegular || int64(n.Size) != st.Size {
+		return false, nil // not what it was: read the file
+	}
+	g.chunks, g.size = n.Chunks, n.Size
+	im.bytes.Add(st.Size)
+	im.reused.Add(st.Size)
+	return true, nil
+}
+
+func sameStat(a, b *unix.Stat_t) bool {
+	return a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim && a.Ino == b.Ino && a.Dev == b.Dev
+}
+
 var zeroBlock [64 << 10]byte
 
 func isZero(b []byte) bool {
@@ -418,6 +503,12 @@ func (im *importer) build(e *scanned) (digest.Hash, uint32, error) {
 		if g.names > 1 {
 			im.nextLink[g.hash]++
 			g.link = im.nextLink[g.hash]
+		}
+		if g.cache != nil {
+			g.cache.Node = g.hash
+			if err := im.w.putStat(g.cacheKey, *g.cache); err != nil {
+				return g.hash, 0, err
+			}
 		}
 		g.built, g.chunks = true, nil
 		return g.hash, g.link, nil

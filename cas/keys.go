@@ -17,7 +17,53 @@ const (
 	prefixUsed  = 'u' // ref name → last use, unix nanoseconds (LRU for gc --max-size)
 	prefixLease = 'l' // lease ID → hashes it holds
 	prefixPack  = 'p' // pack ID → packMeta
+	prefixStat  = 's' // (device, inode) of an imported file → statEntry
 )
+
+// statEntry remembers what an imported file was, so that importing it
+// again, unchanged, reuses its chunk list instead of reading and hashing
+// it (git's index does the same). A file is unchanged while its size,
+// mtime and ctime are: ctime cannot be set from user space, and every
+// write, chmod, chown or xattr change moves it.
+type statEntry struct {
+	Size      int64
+	MtimeSec  int64
+	MtimeNsec int64
+	CtimeSec  int64
+	CtimeNsec int64
+	Node      digest.Hash // the file's node, whose chunks it reuses
+}
+
+func statKey(dev, ino uint64) []byte {
+	k := make([]byte, 1, 17)
+	k[0] = prefixStat
+	k = binary.BigEndian.AppendUint64(k, dev)
+	return binary.BigEndian.AppendUint64(k, ino)
+}
+
+func (e statEntry) encode() []byte {
+	b := make([]byte, 0, 40+digest.Size)
+	for _, v := range []int64{e.Size, e.MtimeSec, e.MtimeNsec, e.CtimeSec, e.CtimeNsec} {
+		b = binary.AppendVarint(b, v)
+	}
+	return append(b, e.Node[:]...)
+}
+
+func decodeStatEntry(b []byte) (statEntry, bool) {
+	var e statEntry
+	for _, v := range []*int64{&e.Size, &e.MtimeSec, &e.MtimeNsec, &e.CtimeSec, &e.CtimeNsec} {
+		x, n := binary.Varint(b)
+		if n <= 0 {
+			return e, false
+		}
+		*v, b = x, b[n:]
+	}
+	if len(b) != digest.Size {
+		return e, false
+	}
+	copy(e.Node[:], b)
+	return e, true
+}
 
 func hashKey(prefix byte, h digest.Hash) []byte {
 	k := make([]byte, 1+digest.Size)

@@ -45,6 +45,10 @@ type Store struct {
 	// while it marks and sweeps, so GC never frees what a Writer relies on.
 	gcMu sync.RWMutex
 
+	// racyWindow: files changed this recently before an import began are
+	// not stat-cached, as a change in the same clock tick could go unseen.
+	racyWindow time.Duration
+
 	mu      sync.Mutex
 	writers map[*Writer]struct{}
 	pins    map[digest.Hash]int // trees in use by this process: mounts, exports
@@ -85,7 +89,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, lock: lock, opts: opts, writers: map[*Writer]struct{}{}, pins: map[digest.Hash]int{}, packs: map[packID]*os.File{}}
+	s := &Store{dir: dir, lock: lock, opts: opts, racyWindow: 2 * time.Second, writers: map[*Writer]struct{}{}, pins: map[digest.Hash]int{}, packs: map[packID]*os.File{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -102,9 +106,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.cleanTmp(); err != nil {
 		return nil, err
 	}
+	// A block cache that holds the index of a large store: lookups of
+	// chunks and nodes are what imports and mounts wait on.
+	cache := pebble.NewCache(128 << 20)
+	defer cache.Unref()
 	db, err := pebble.Open(filepath.Join(dir, indexDir), &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{logf: opts.Logf},
+		Cache:              cache,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store index %s: %w", filepath.Join(dir, indexDir), err)

@@ -583,3 +583,49 @@ func TestRepairOfTruncatedPack(t *testing.T) {
 		t.Fatalf("tree in another pack lost by the repair: %v", err)
 	}
 }
+
+func TestReimportReusesUnchangedFiles(t *testing.T) {
+	s := openTestStore(t, Options{})
+	s.racyWindow = -time.Hour // the files were just written; trust their ctimes anyway
+	ctx := context.Background()
+	src := makeTree(t)
+	first, err := s.Import(ctx, src, ImportOptions{})
+	must(t, err)
+	if first.ReusedBytes != 0 {
+		t.Fatalf("first import reused %d bytes", first.ReusedBytes)
+	}
+	second, err := s.Import(ctx, src, ImportOptions{})
+	must(t, err)
+	if second.Tree != first.Tree || second.ReusedBytes != second.Bytes || second.Bytes == 0 {
+		t.Fatalf("unchanged re-import: tree %s (want %s), reused %d of %d bytes", second.Tree, first.Tree, second.ReusedBytes, second.Bytes)
+	}
+	// A changed file is read again, and only it.
+	path := filepath.Join(src, "dir/many-chunks")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	must(t, err)
+	_, err = f.Write([]byte("more"))
+	must(t, err)
+	must(t, f.Close())
+	third, err := s.Import(ctx, src, ImportOptions{})
+	must(t, err)
+	fi, err := os.Stat(path)
+	must(t, err)
+	if third.Tree == first.Tree || third.Bytes-third.ReusedBytes != fi.Size() {
+		t.Fatalf("after changing one file: read %d bytes, want the file's %d", third.Bytes-third.ReusedBytes, fi.Size())
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	_, err = s.Export(ctx, third.Tree, dst, ExportOptions{})
+	must(t, err)
+	if a, b := describe(t, src), describe(t, dst); strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatalf("export after cached re-import differs:\n%s\n---\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+	// Once GC has freed the chunks, the cache entry is not trusted.
+	must(t, s.DeleteRefs())
+	_, err = s.GC(ctx, GCOptions{})
+	must(t, err)
+	fourth, err := s.Import(ctx, src, ImportOptions{})
+	must(t, err)
+	if fourth.ReusedBytes != 0 || fourth.Tree != third.Tree {
+		t.Fatalf("after gc freed everything: reused %d bytes, tree %s (want %s)", fourth.ReusedBytes, fourth.Tree, third.Tree)
+	}
+}

@@ -192,6 +192,21 @@ func (w *Writer) PutNode(n *node.Node) (digest.Hash, error) {
 	return h, nil
 }
 
+// putStat records an import's stat-cache entry with the Writer's next
+// commit.
+func (w *Writer) putStat(key []byte, e statEntry) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if err := w.batch.Set(key, e.encode(), nil); err != nil {
+		return w.fail(err)
+	}
+	w.pending++
+	return nil
+}
+
 // Commit makes everything put so far durable and points each of refs at
 // tree. The Writer stays usable for more puts and commits.
 func (w *Writer) Commit(tree digest.Hash, refs ...string) error {

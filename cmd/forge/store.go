@@ -153,9 +153,9 @@ func runImport(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 			return err
 		}
 		st := res.Stats
-		fmt.Fprintf(e.stderr, "imported %d entries, %s in %s (%.0f MB/s): %s new in %d chunks, %d new nodes\n",
+		fmt.Fprintf(e.stderr, "imported %d entries, %s in %s (%.0f MB/s; %s unchanged since an earlier import): %s new in %d chunks, %d new nodes\n",
 			res.Entries, humanBytes(res.Bytes), res.Elapsed.Round(time.Millisecond),
-			float64(res.Bytes)/1e6/max(res.Elapsed.Seconds(), 1e-9),
+			float64(res.Bytes)/1e6/max(res.Elapsed.Seconds(), 1e-9), humanBytes(res.ReusedBytes),
 			humanBytes(st.NewBytes), st.NewChunks, st.NewNodes)
 		fmt.Fprintln(e.stdout, res.Tree)
 		return nil
