@@ -166,11 +166,11 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	defer cancel(nil)
 	im := &importer{
 		s: s, w: w, ctx: ctx, cancel: cancel, root: root,
-		inodes:   map[inodeKey]*linkGroup{},
+		inodes:    map[inodeKey]*linkGroup{},
 		jobs:      make(chan fileJob, 4*opts.Workers),
 		scanSlots: make(chan struct{}, 2*opts.Workers),
-		nextLink: map[digest.Hash]uint32{},
-		start:    start,
+		nextLink:  map[digest.Hash]uint32{},
+		start:     start,
 	}
 	im.entries.Store(1)
 
