@@ -244,11 +244,13 @@ func (ex *exporter) entry(dirfd int, path string, e node.Entry) error {
 			}
 			ex.links[linkKey{e.Hash, e.Link}] = &linkState{fd: pfd, remaining: n.Nlink - 1}
 		}
+		// The os.File owns the descriptor from here on (see queueFile).
+		f := os.NewFile(uintptr(fd), e.Name)
 		select {
-		case ex.jobs <- exportJob{f: os.NewFile(uintptr(fd), e.Name), n: n, path: path}:
+		case ex.jobs <- exportJob{f: f, n: n, path: path}:
 			return nil
 		case <-ex.ctx.Done():
-			unix.Close(fd)
+			f.Close()
 			return context.Cause(ex.ctx)
 		}
 	case node.TypeSymlink:

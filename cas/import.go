@@ -321,11 +321,15 @@ func (im *importer) queueFile(dirfd int, c *scanned) error {
 	if err != nil {
 		return fmt.Errorf("import %s: %w", im.where(c), err)
 	}
+	// The os.File owns the descriptor from here on: closing it any other
+	// way would leave its finalizer to close the number again later, by
+	// then perhaps someone else's file.
+	f := os.NewFile(uintptr(fd), c.name)
 	select {
-	case im.jobs <- fileJob{f: os.NewFile(uintptr(fd), c.name), entry: c}:
+	case im.jobs <- fileJob{f: f, entry: c}:
 		return nil
 	case <-im.ctx.Done():
-		unix.Close(fd)
+		f.Close()
 		return context.Cause(im.ctx)
 	}
 }
