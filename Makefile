@@ -3,6 +3,7 @@
 
 GO      ?= go
 PREFIX  ?= /usr/local
+UNITDIR ?= /etc/systemd/system
 # Go's standard install location, for shells whose PATH lacks it.
 export PATH := $(PATH):/usr/local/go/bin
 
@@ -41,6 +42,11 @@ bench: build
 
 install: build
 	install -D -m 0755 bin/forge $(DESTDIR)$(PREFIX)/bin/forge
+	for unit in dist/*.service dist/*.socket; do \
+		[ -e "$$unit" ] || continue; \
+		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' "$$unit" > "$$unit.tmp" && \
+		install -D -m 0644 "$$unit.tmp" "$(DESTDIR)$(UNITDIR)/$$(basename $$unit)" && rm -f "$$unit.tmp"; \
+	done
 
 run: build
 	@echo "make run: building the sample image needs 'forge build' (the builder issue); for now this builds bin/forge only."

@@ -49,7 +49,7 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func commands() []*command {
-	return storeCommands()
+	return append(storeCommands(), daemonCommands()...)
 }
 
 func main() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/forge-build/forge/cas"
+	"github.com/forge-build/forge/daemon"
 )
 
 const defaultStore = "/var/cache/forge"
@@ -25,27 +27,36 @@ func storeFlag(fs *pflag.FlagSet) {
 	fs.String("store", def, "the store `DIR`; $FORGE_STORE when set")
 }
 
-func openStore(fs *pflag.FlagSet) (*cas.Store, error) {
+// connect returns a client of the store's daemon, starting the daemon
+// when none runs.
+func connect(ctx context.Context, fs *pflag.FlagSet) (*daemon.Client, error) {
 	dir, _ := fs.GetString("store")
 	if dir == "" {
 		return nil, usagef("--store is empty")
 	}
-	return cas.Open(dir, cas.Options{})
+	var opts daemon.SpawnOptions
+	if v := os.Getenv("FORGE_DAEMON_IDLE_TIMEOUT"); v != "" {
+		opts.Args = append(opts.Args, "--idle-timeout", v)
+	}
+	return daemon.Connect(ctx, dir, opts)
 }
 
-// withStore opens the store, runs fn, and closes the store, keeping the
-// first error.
-func withStore(fs *pflag.FlagSet, fn func(*cas.Store) error) (err error) {
-	s, err := openStore(fs)
+// withClient connects, runs fn, and closes the client.
+func withClient(ctx context.Context, fs *pflag.FlagSet, fn func(*daemon.Client) error) error {
+	c, err := connect(ctx, fs)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := s.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	return fn(s)
+	defer c.Close()
+	return fn(c)
+}
+
+func absArg(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p, err)
+	}
+	return abs, nil
 }
 
 func storeCommands() []*command {
@@ -122,6 +133,37 @@ func storeCommands() []*command {
 			run: runGC,
 		},
 		{
+			name: "store mount",
+			summary: "Mount a stored tree read-only at MOUNTPOINT (any user may look; modes apply).\n" +
+				"The mount stays after this command exits, until 'forge store umount'.",
+			usage:   "[--store DIR] REF|HASH MOUNTPOINT",
+			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base",
+			flags:   storeFlag,
+			run:     runMount,
+		},
+		{
+			name:    "store umount",
+			summary: "Unmount a forge mount; fails while files are open there unless --lazy.",
+			usage:   "[--store DIR] [--lazy] MOUNTPOINT",
+			example: "  forge store umount --store /var/cache/forge /mnt/base",
+			flags: func(fs *pflag.FlagSet) {
+				storeFlag(fs)
+				fs.Bool("lazy", false, "detach now even if busy; the mount goes away when the last file is closed")
+			},
+			run: runUmount,
+		},
+		{
+			name:    "store mounts",
+			summary: "List the store's mounts with their tree, ref and age.",
+			usage:   "[--store DIR] [--json]",
+			example: "  forge store mounts --store /var/cache/forge",
+			flags: func(fs *pflag.FlagSet) {
+				storeFlag(fs)
+				fs.Bool("json", false, "print a JSON array of {mountpoint, tree, name, created}")
+			},
+			run: runMounts,
+		},
+		{
 			name:    "store fsck",
 			summary: "Re-hash every chunk and node and check every ref; exit 0 when clean, 1 listing each problem.",
 			usage:   "[--store DIR] [--repair]",
@@ -145,18 +187,20 @@ func runImport(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 			return usagef("%v", err)
 		}
 	}
-	return withStore(fs, func(s *cas.Store) error {
+	path, err := absArg(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return withClient(ctx, fs, func(c *daemon.Client) error {
 		p := newProgress(e, "import")
-		res, err := s.Import(ctx, fs.Arg(0), cas.ImportOptions{Refs: refs, Progress: p.update})
+		res, err := c.Import(ctx, daemon.ImportRequest{Path: daemon.Path(path), Refs: refs}, p.update)
 		p.done()
 		if err != nil {
 			return err
 		}
-		st := res.Stats
-		fmt.Fprintf(e.stderr, "imported %d entries, %s in %s (%.0f MB/s; %s unchanged since an earlier import): %s new in %d chunks, %d new nodes\n",
-			res.Entries, humanBytes(res.Bytes), res.Elapsed.Round(time.Millisecond),
-			float64(res.Bytes)/1e6/max(res.Elapsed.Seconds(), 1e-9), humanBytes(res.ReusedBytes),
-			humanBytes(st.NewBytes), st.NewChunks, st.NewNodes)
+		fmt.Fprintf(e.stderr, "imported %d entries, %s in %.3fs (%.0f MB/s; %s unchanged since an earlier import): %s new in %d chunks, %d new nodes\n",
+			res.Entries, humanBytes(res.Bytes), res.ElapsedSec, float64(res.Bytes)/1e6/max(res.ElapsedSec, 1e-9),
+			humanBytes(res.Reused), humanBytes(res.NewBytes), res.NewChunks, res.NewNodes)
 		fmt.Fprintln(e.stdout, res.Tree)
 		return nil
 	})
@@ -166,28 +210,20 @@ func runExport(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 2 {
 		return usagef("want REF|HASH and PATH, got %d arguments", fs.NArg())
 	}
-	return withStore(fs, func(s *cas.Store) error {
-		tree, err := s.Resolve(fs.Arg(0))
-		if err != nil {
-			return err
-		}
+	path, err := absArg(fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	return withClient(ctx, fs, func(c *daemon.Client) error {
 		p := newProgress(e, "export")
-		res, err := s.Export(ctx, tree, fs.Arg(1), cas.ExportOptions{Progress: p.update})
+		res, err := c.Export(ctx, daemon.ExportRequest{Tree: fs.Arg(0), Path: daemon.Path(path)}, p.update)
 		p.done()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "exported %d entries, %s in %s\n", res.Entries, humanBytes(res.Bytes), res.Elapsed.Round(time.Millisecond))
+		fmt.Fprintf(e.stderr, "exported %d entries, %s in %.3fs\n", res.Entries, humanBytes(res.Bytes), res.ElapsedSec)
 		return nil
 	})
-}
-
-type refJSON struct {
-	Name         string    `json:"name"`
-	Tree         string    `json:"tree"`
-	LogicalBytes int64     `json:"logical_bytes"`
-	UniqueBytes  int64     `json:"unique_bytes"`
-	LastUsed     time.Time `json:"last_used"`
 }
 
 func runLs(ctx context.Context, e *env, fs *pflag.FlagSet) error {
@@ -195,22 +231,21 @@ func runLs(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("ls takes no arguments")
 	}
 	asJSON, _ := fs.GetBool("json")
-	return withStore(fs, func(s *cas.Store) error {
-		refs, err := s.RefUsage(ctx)
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		refs, err := c.Refs(ctx)
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			out := make([]refJSON, len(refs))
-			for i, r := range refs {
-				out[i] = refJSON{r.Name, r.Tree.String(), r.LogicalBytes, r.UniqueBytes, r.LastUsed.UTC()}
+			if refs == nil {
+				refs = []daemon.RefInfo{}
 			}
-			return writeJSON(e, out)
+			return writeJSON(e, refs)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "REF\tTREE\tLOGICAL\tUNIQUE\tLAST USED")
 		for _, r := range refs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Tree.Short(), humanBytes(r.LogicalBytes),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Tree[:12], humanBytes(r.LogicalBytes),
 				humanBytes(r.UniqueBytes), r.LastUsed.Local().Format("2006-01-02 15:04:05"))
 		}
 		return tw.Flush()
@@ -221,20 +256,9 @@ func runRm(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() == 0 {
 		return usagef("name at least one REF")
 	}
-	return withStore(fs, func(s *cas.Store) error {
-		return s.DeleteRefs(fs.Args()...)
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		return c.Remove(ctx, fs.Args()...)
 	})
-}
-
-type usageJSON struct {
-	LogicalBytes int64   `json:"logical_bytes"`
-	StoredBytes  int64   `json:"stored_bytes"`
-	PackBytes    int64   `json:"pack_bytes"`
-	Chunks       int64   `json:"chunks"`
-	Nodes        int64   `json:"nodes"`
-	Packs        int64   `json:"packs"`
-	Refs         int64   `json:"refs"`
-	DedupRatio   float64 `json:"dedup_ratio"`
 }
 
 func runDu(ctx context.Context, e *env, fs *pflag.FlagSet) error {
@@ -242,13 +266,13 @@ func runDu(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("du takes no arguments")
 	}
 	asJSON, _ := fs.GetBool("json")
-	return withStore(fs, func(s *cas.Store) error {
-		u, err := s.Usage(ctx)
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		u, err := c.Usage(ctx)
 		if err != nil {
 			return err
 		}
 		if asJSON {
-			return writeJSON(e, usageJSON{u.LogicalBytes, u.StoredBytes, u.PackBytes, u.Chunks, u.Nodes, u.Packs, u.Refs, u.DedupRatio})
+			return writeJSON(e, u)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "logical\t%s\t(%d refs)\n", humanBytes(u.LogicalBytes), u.Refs)
@@ -263,17 +287,9 @@ func runDiff(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 2 {
 		return usagef("want two trees A and B, got %d arguments", fs.NArg())
 	}
-	return withStore(fs, func(s *cas.Store) error {
-		a, err := s.Resolve(fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		b, err := s.Resolve(fs.Arg(1))
-		if err != nil {
-			return err
-		}
-		return s.Diff(ctx, a, b, func(c cas.Change) error {
-			_, err := fmt.Fprintf(e.stdout, "%c %s\n", c.Op, cas.QuotePath(c.Path))
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		return c.Diff(ctx, daemon.DiffRequest{A: fs.Arg(0), B: fs.Arg(1)}, func(ch daemon.Change) error {
+			_, err := fmt.Fprintf(e.stdout, "%s %s\n", ch.Op, cas.QuotePath(string(ch.Path)))
 			return err
 		})
 	})
@@ -283,30 +299,26 @@ func runGC(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 0 {
 		return usagef("gc takes no arguments")
 	}
-	var opts cas.GCOptions
+	var req daemon.GCRequest
 	if v, _ := fs.GetString("max-size"); v != "" {
 		size, err := parseSize(v)
 		if err != nil {
 			return usagef("--max-size: %v", err)
 		}
-		opts.MaxSize = size
+		req.MaxSize = size
 	}
-	opts.DryRun, _ = fs.GetBool("dry-run")
-	return withStore(fs, func(s *cas.Store) error {
-		res, err := s.GC(ctx, opts)
+	req.DryRun, _ = fs.GetBool("dry-run")
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		res, err := c.GC(ctx, req)
 		if err != nil {
 			return err
 		}
-		verb := "freed"
-		if opts.DryRun {
-			verb = "would free"
-			for _, r := range res.DroppedRefs {
-				fmt.Fprintf(e.stdout, "would drop ref %s\n", r)
-			}
-		} else {
-			for _, r := range res.DroppedRefs {
-				fmt.Fprintf(e.stdout, "dropped ref %s\n", r)
-			}
+		verb, drop := "freed", "dropped"
+		if req.DryRun {
+			verb, drop = "would free", "would drop"
+		}
+		for _, r := range res.DroppedRefs {
+			fmt.Fprintf(e.stdout, "%s ref %s\n", drop, r)
 		}
 		fmt.Fprintf(e.stdout, "%s %s: %d chunks (%s), %d nodes, %d packs deleted, %d rewritten, %d left by killed writers\n",
 			verb, humanBytes(res.FreedBytes), res.Chunks, humanBytes(res.ChunkBytes), res.Nodes,
@@ -320,8 +332,8 @@ func runFsck(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("fsck takes no arguments")
 	}
 	repair, _ := fs.GetBool("repair")
-	return withStore(fs, func(s *cas.Store) error {
-		res, err := s.Fsck(ctx, cas.FsckOptions{Repair: repair})
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		res, err := c.Fsck(ctx, daemon.FsckRequest{Repair: repair})
 		if err != nil {
 			return err
 		}
@@ -337,6 +349,61 @@ func runFsck(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 			return &exitError{code: 1}
 		}
 		return nil
+	})
+}
+
+func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	if fs.NArg() != 2 {
+		return usagef("want REF|HASH and MOUNTPOINT, got %d arguments", fs.NArg())
+	}
+	mp, err := absArg(fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		info, err := c.Mount(ctx, daemon.MountRequest{Tree: fs.Arg(0), Mountpoint: daemon.Path(mp)})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "mounted tree %s read-only at %s\n", info.Tree, cas.QuotePath(string(info.Mountpoint)))
+		return nil
+	})
+}
+
+func runUmount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	if fs.NArg() != 1 {
+		return usagef("want one MOUNTPOINT, got %d arguments", fs.NArg())
+	}
+	mp, err := absArg(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	lazy, _ := fs.GetBool("lazy")
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		_, err := c.Unmount(ctx, daemon.UnmountRequest{Mountpoint: daemon.Path(mp), Lazy: lazy})
+		return err
+	})
+}
+
+func runMounts(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	if fs.NArg() != 0 {
+		return usagef("mounts takes no arguments")
+	}
+	asJSON, _ := fs.GetBool("json")
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		mounts, err := c.Mounts(ctx)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(e, mounts)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MOUNTPOINT\tTREE\tREF\tAGE")
+		for _, m := range mounts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cas.QuotePath(string(m.Mountpoint)), m.Tree[:12], m.Name, time.Since(m.Created).Round(time.Second))
+		}
+		return tw.Flush()
 	})
 }
 

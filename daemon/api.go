@@ -1,0 +1,274 @@
+// Package daemon is forge's store daemon and its client. One daemon per
+// store owns the index and the packs (pebble lets one process open them) and
+// serves every FUSE mount of the store; forge commands are its clients, over
+// HTTP/JSON on the Unix socket <store>/forge.sock.
+//
+// Every call is a POST to /v1/<op> with a JSON body. The answer is a stream
+// of JSON lines (events): any number of progress or item events, then one
+// result or one error. Streaming the answer lets long calls (import, fsck)
+// report progress, and lets the daemon notice a client that went away: its
+// request's context ends, and the work stops.
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/forge-build/forge/cas"
+)
+
+// Socket, lock and state file names inside a store directory.
+const (
+	SocketName = "forge.sock"
+	lockName   = "daemon.lock"
+	logName    = "daemon.log"
+	mountsName = "mounts.json"
+)
+
+// event is one line of an answer.
+type event struct {
+	Progress *cas.Progress   `json:"progress,omitempty"`
+	Item     json.RawMessage `json:"item,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *apiError       `json:"error,omitempty"`
+}
+
+// apiError carries an error across the socket with its kind, so that the
+// client can still test it with errors.Is.
+type apiError struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// Error kinds.
+const (
+	kindNotFound = "not_found"
+	kindInvalid  = "invalid_argument"
+	kindInUse    = "in_use"
+	kindCorrupt  = "corrupt"
+	kindBusy     = "busy"
+	kindDenied   = "permission_denied"
+	kindOther    = "error"
+)
+
+func toAPIError(err error) *apiError {
+	kind := kindOther
+	switch {
+	case errors.Is(err, cas.ErrNotFound):
+		kind = kindNotFound
+	case errors.Is(err, cas.ErrInvalidArgument):
+		kind = kindInvalid
+	case errors.Is(err, cas.ErrInUse):
+		kind = kindInUse
+	case errors.Is(err, cas.ErrCorrupt):
+		kind = kindCorrupt
+	case errors.Is(err, syscall.EBUSY):
+		kind = kindBusy
+	case errors.Is(err, errDenied):
+		kind = kindDenied
+	}
+	return &apiError{Kind: kind, Message: err.Error()}
+}
+
+var errDenied = errors.New("permission denied")
+
+// RemoteError is an error the daemon answered with.
+type RemoteError struct {
+	Kind    string
+	Message string
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// Is lets callers test a remote error against the local sentinels.
+func (e *RemoteError) Is(target error) bool {
+	switch e.Kind {
+	case kindNotFound:
+		return target == cas.ErrNotFound
+	case kindInvalid:
+		return target == cas.ErrInvalidArgument
+	case kindInUse:
+		return target == cas.ErrInUse
+	case kindCorrupt:
+		return target == cas.ErrCorrupt
+	case kindBusy:
+		return target == syscall.EBUSY
+	case kindDenied:
+		return target == errDenied
+	}
+	return false
+}
+
+// Requests and results of each call.
+
+// PingResult identifies the daemon.
+type PingResult struct {
+	PID   int       `json:"pid"`
+	Store string    `json:"store"`
+	Since time.Time `json:"since"`
+}
+
+// ImportRequest asks to store the tree at Path (absolute).
+type ImportRequest struct {
+	Path Path     `json:"path"`
+	Refs []string `json:"refs,omitempty"`
+}
+
+// ImportResult is cas.ImportResult on the wire.
+type ImportResult struct {
+	Tree       string  `json:"tree"`
+	Entries    int64   `json:"entries"`
+	Bytes      int64   `json:"bytes"`
+	Reused     int64   `json:"reused_bytes"`
+	NewBytes   int64   `json:"new_bytes"`
+	NewChunks  int     `json:"new_chunks"`
+	NewNodes   int     `json:"new_nodes"`
+	ElapsedSec float64 `json:"elapsed_seconds"`
+}
+
+// ExportRequest asks to recreate Tree (a ref or hash) at Path (absolute).
+type ExportRequest struct {
+	Tree string `json:"tree"`
+	Path Path   `json:"path"`
+}
+
+// ExportResult is cas.ExportResult on the wire.
+type ExportResult struct {
+	Entries    int64   `json:"entries"`
+	Bytes      int64   `json:"bytes"`
+	ElapsedSec float64 `json:"elapsed_seconds"`
+}
+
+// RefInfo is one ref with its cost.
+type RefInfo struct {
+	Name         string    `json:"name"`
+	Tree         string    `json:"tree"`
+	LogicalBytes int64     `json:"logical_bytes"`
+	UniqueBytes  int64     `json:"unique_bytes"`
+	LastUsed     time.Time `json:"last_used"`
+}
+
+// RemoveRequest drops refs.
+type RemoveRequest struct {
+	Refs []string `json:"refs"`
+}
+
+// UsageResult is cas.Usage on the wire.
+type UsageResult struct {
+	LogicalBytes int64   `json:"logical_bytes"`
+	StoredBytes  int64   `json:"stored_bytes"`
+	PackBytes    int64   `json:"pack_bytes"`
+	Chunks       int64   `json:"chunks"`
+	Nodes        int64   `json:"nodes"`
+	Packs        int64   `json:"packs"`
+	Refs         int64   `json:"refs"`
+	DedupRatio   float64 `json:"dedup_ratio"`
+}
+
+// DiffRequest compares two trees (refs or hashes).
+type DiffRequest struct {
+	A string `json:"a"`
+	B string `json:"b"`
+}
+
+// Change is one line of a diff.
+type Change struct {
+	Op   string `json:"op"`
+	Path Path   `json:"path"`
+}
+
+// GCRequest is cas.GCOptions on the wire.
+type GCRequest struct {
+	MaxSize int64 `json:"max_size,omitempty"`
+	DryRun  bool  `json:"dry_run,omitempty"`
+}
+
+// GCResult is cas.GCResult on the wire.
+type GCResult struct {
+	DroppedRefs    []string `json:"dropped_refs"`
+	Nodes          int      `json:"nodes"`
+	Chunks         int      `json:"chunks"`
+	ChunkBytes     int64    `json:"chunk_bytes"`
+	PacksDeleted   int      `json:"packs_deleted"`
+	PacksRewritten int      `json:"packs_rewritten"`
+	OrphanPacks    int      `json:"orphan_packs"`
+	FreedBytes     int64    `json:"freed_bytes"`
+}
+
+// FsckRequest is cas.FsckOptions on the wire.
+type FsckRequest struct {
+	Repair bool `json:"repair,omitempty"`
+}
+
+// FsckResult is cas.FsckResult on the wire.
+type FsckResult struct {
+	Problems     []string `json:"problems"`
+	Repaired     []string `json:"repaired"`
+	Chunks       int      `json:"chunks"`
+	Nodes        int      `json:"nodes"`
+	Packs        int      `json:"packs"`
+	Refs         int      `json:"refs"`
+	GarbagePacks int      `json:"garbage_packs"`
+	GarbageNodes int      `json:"garbage_nodes"`
+}
+
+// MountRequest mounts Tree (a ref or hash) read-only at Mountpoint (absolute).
+type MountRequest struct {
+	Tree       string `json:"tree"`
+	Mountpoint Path   `json:"mountpoint"`
+}
+
+// MountInfo describes a mount the daemon serves.
+type MountInfo struct {
+	Mountpoint Path      `json:"mountpoint"`
+	Tree       string    `json:"tree"`
+	Name       string    `json:"name,omitempty"` // the ref it was mounted by, if any
+	Created    time.Time `json:"created"`
+}
+
+// UnmountRequest detaches a mount; Lazy detaches even when busy.
+type UnmountRequest struct {
+	Mountpoint Path `json:"mountpoint"`
+	Lazy       bool `json:"lazy,omitempty"`
+}
+
+// Path is a file path on the wire. Linux paths are bytes, and JSON strings
+// must be UTF-8 (encoding/json would replace invalid bytes), so a path
+// that is not valid UTF-8 travels as {"base64": "..."}; every other path
+// as a plain string.
+type Path string
+
+// MarshalJSON implements json.Marshaler.
+func (p Path) MarshalJSON() ([]byte, error) {
+	if utf8.ValidString(string(p)) {
+		return json.Marshal(string(p))
+	}
+	return json.Marshal(struct {
+		Base64 []byte `json:"base64"`
+	}{[]byte(p)})
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (p *Path) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*p = Path(s)
+		return nil
+	}
+	var raw struct {
+		Base64 []byte `json:"base64"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("path: want a string or {\"base64\": ...}: %w", err)
+	}
+	*p = Path(raw.Base64)
+	return nil
+}
+
+func errorf(kind, format string, args ...any) error {
+	return &RemoteError{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,248 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/cas"
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/fusefs"
+)
+
+// mountEntry is a mount the daemon serves.
+type mountEntry struct {
+	info    MountInfo
+	m       *fusefs.Mount
+	release func() // the tree's pin
+}
+
+// The daemon records its mounts in <store>/mounts.json, so that after a
+// SIGKILL the next daemon can find the dead ones (ENOTCONN for every user)
+// and detach them.
+
+func (d *Daemon) mountsFile() string { return filepath.Join(d.store.Dir(), mountsName) }
+
+// saveMounts writes the record; d.mu is held.
+func (d *Daemon) saveMounts() {
+	infos := make([]MountInfo, 0, len(d.mounts))
+	for _, e := range d.mounts {
+		infos = append(infos, e.info)
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Mountpoint < infos[j].Mountpoint })
+	b, _ := json.MarshalIndent(infos, "", "  ")
+	tmp := d.mountsFile() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		d.cfg.Logf("record mounts: %v", err)
+		return
+	}
+	if err := os.Rename(tmp, d.mountsFile()); err != nil {
+		d.cfg.Logf("record mounts: %v", err)
+	}
+}
+
+// recoverMounts detaches the mounts a previous daemon of this store left
+// behind. We hold the store's lock, so that daemon is gone and its mounts
+// are dead.
+func (d *Daemon) recoverMounts() {
+	b, err := os.ReadFile(d.mountsFile())
+	if err != nil {
+		return
+	}
+	var infos []MountInfo
+	if err := json.Unmarshal(b, &infos); err != nil {
+		d.cfg.Logf("read %s: %v", d.mountsFile(), err)
+	}
+	live, err := forgeMounts()
+	if err != nil {
+		d.cfg.Logf("read mount table: %v", err)
+	}
+	for _, info := range infos {
+		if !live[string(info.Mountpoint)] {
+			continue
+		}
+		if err := unix.Unmount(string(info.Mountpoint), unix.MNT_DETACH); err != nil {
+			d.cfg.Logf("detach dead mount %s: %v", info.Mountpoint, err)
+			continue
+		}
+		d.cfg.Logf("detached dead mount %s (tree %s) left by a previous daemon", info.Mountpoint, info.Tree)
+	}
+	os.Remove(d.mountsFile())
+}
+
+// forgeMounts lists the mountpoints of forge's FUSE mounts in this mount
+// namespace.
+func forgeMounts() (map[string]bool, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 2 {
+			continue
+		}
+		if strings.HasPrefix(g[0], "fuse") && strings.HasPrefix(g[1], "forge") {
+			out[unescapeMountinfo(f[4])] = true
+		}
+	}
+	return out, nil
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (any, error) {
+	req, err := decode[MountRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	if err := absPath("mountpoint", string(req.Mountpoint)); err != nil {
+		return nil, err
+	}
+	mp := filepath.Clean(string(req.Mountpoint))
+	fi, err := os.Stat(mp)
+	if err != nil {
+		return nil, fmt.Errorf("mountpoint %s: %w", mp, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%w: mountpoint %s is not a directory", cas.ErrInvalidArgument, mp)
+	}
+	h, release, err := d.resolvePinned(req.Tree)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.mounts[mp]; ok {
+		release()
+		return nil, fmt.Errorf("%w: %s already has a forge mount", cas.ErrInvalidArgument, mp)
+	}
+	m, err := fusefs.MountReadOnly(mp, d.nodes, h, fusefs.Options{
+		AllowOther: true,
+		Name:       "forge:" + h.Short(),
+		Logf:       d.cfg.Logf,
+		Statfs:     d.statfs,
+	})
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("mount %s at %s: %w", h.Short(), mp, err)
+	}
+	info := MountInfo{Mountpoint: Path(mp), Tree: h.String(), Created: time.Now().UTC()}
+	if _, perr := digest.Parse(req.Tree); perr != nil {
+		info.Name = req.Tree
+	}
+	e := &mountEntry{info: info, m: m, release: release}
+	d.mounts[mp] = e
+	d.saveMounts()
+	go d.watch(e)
+	d.cfg.Logf("mounted %s at %s", h.Short(), mp)
+	return info, nil
+}
+
+// watch forgets a mount once its server stops, however it was unmounted
+// (forge store umount, or a plain umount by someone else).
+func (d *Daemon) watch(e *mountEntry) {
+	e.m.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mounts[string(e.info.Mountpoint)] == e {
+		delete(d.mounts, string(e.info.Mountpoint))
+		d.saveMounts()
+	}
+	e.release()
+}
+
+func (d *Daemon) unmount(ctx context.Context, body []byte, _ func(event) error) (any, error) {
+	req, err := decode[UnmountRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	mp := filepath.Clean(string(req.Mountpoint))
+	d.mu.Lock()
+	e, ok := d.mounts[mp]
+	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: not a mount of store %s", mp, cas.ErrNotFound, d.store.Dir())
+	}
+	if err := e.m.Unmount(req.Lazy); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("unmount %s: %w (files are open there; --lazy detaches it anyway)", mp, err)
+		}
+		return nil, fmt.Errorf("unmount %s: %w", mp, err)
+	}
+	if !req.Lazy {
+		e.m.Wait()
+	}
+	return e.info, nil
+}
+
+func (d *Daemon) listMounts(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]MountInfo, 0, len(d.mounts))
+	for _, e := range d.mounts {
+		out = append(out, e.info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Mountpoint < out[j].Mountpoint })
+	return out, nil
+}
+
+// unmountAll detaches every mount on shutdown.
+func (d *Daemon) unmountAll() {
+	d.mu.Lock()
+	entries := make([]*mountEntry, 0, len(d.mounts))
+	for _, e := range d.mounts {
+		entries = append(entries, e)
+	}
+	d.mu.Unlock()
+	for _, e := range entries {
+		if err := e.m.Unmount(true); err != nil {
+			d.cfg.Logf("unmount %s: %v", e.info.Mountpoint, err)
+			continue
+		}
+		e.m.Wait()
+		d.cfg.Logf("unmounted %s", e.info.Mountpoint)
+	}
+}
+
+// statfs reports the store's filesystem, which is where a mount's bytes
+// really live.
+func (d *Daemon) statfs() (blocks, bfree, files uint64) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(d.store.Dir(), &st); err != nil {
+		return 0, 0, 0
+	}
+	scale := uint64(st.Bsize) / 4096
+	if scale == 0 {
+		scale = 1
+	}
+	return st.Blocks * scale, st.Bavail * scale, st.Files
+}

@@ -1,0 +1,465 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/cas"
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/fusefs"
+)
+
+// Config configures a daemon.
+type Config struct {
+	// StoreDir is the store to serve.
+	StoreDir string
+	// Group, if set, names a group whose members may use the daemon
+	// besides root. They can then read and write the store and mount
+	// its trees: membership is a privilege, like the docker group's.
+	Group string
+	// IdleTimeout ends the daemon after this long with no clients and no
+	// mounts. Zero means never.
+	IdleTimeout time.Duration
+	// Logf receives one line per notable event.
+	Logf func(format string, args ...any)
+}
+
+// Daemon serves one store.
+type Daemon struct {
+	cfg   Config
+	gid   int // -1 without Group
+	store *cas.Store
+	nodes fusefs.Source // decoded-node cache shared by every mount
+	ln    net.Listener
+	srv   *http.Server
+	start time.Time
+
+	// base is the parent of every request's context; cancelling it stops
+	// work in flight when the daemon shuts down.
+	base   context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	conns      int
+	mounts     map[string]*mountEntry
+	idleSince  time.Time
+	shutdownCh chan struct{}
+	shutOnce   sync.Once
+}
+
+// Run serves the store until ctx ends (SIGTERM), the idle timeout passes,
+// or a client asks it to stop. It then unmounts everything, closes the
+// store and returns nil.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	d := &Daemon{cfg: cfg, gid: -1, mounts: map[string]*mountEntry{}, start: time.Now(), shutdownCh: make(chan struct{})}
+	if cfg.Group != "" {
+		g, err := user.LookupGroup(cfg.Group)
+		if err != nil {
+			return fmt.Errorf("--group %s: %w", cfg.Group, err)
+		}
+		d.gid, _ = strconv.Atoi(g.Gid)
+	}
+	store, err := cas.Open(cfg.StoreDir, cas.Options{Logf: cfg.Logf})
+	if err != nil {
+		return err
+	}
+	d.store = store
+	d.nodes = fusefs.NewCache(store, 1<<16)
+	defer store.Close()
+	d.recoverMounts()
+
+	sock := filepath.Join(store.Dir(), SocketName)
+	// We hold the store's lock, so a socket file here is a dead daemon's.
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	d.ln = ln
+	defer os.Remove(sock)
+	mode := os.FileMode(0o600)
+	if d.gid >= 0 {
+		mode = 0o660
+		if err := os.Chown(sock, 0, d.gid); err != nil {
+			return fmt.Errorf("chown %s: %w", sock, err)
+		}
+	}
+	if err := os.Chmod(sock, mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", sock, err)
+	}
+
+	d.base, d.cancel = context.WithCancel(context.Background())
+	defer d.cancel()
+	d.srv = &http.Server{
+		Handler:           d.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return d.base },
+		ConnContext:       connWithPeer,
+		ConnState:         d.connState,
+		ErrorLog:          nil,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- d.srv.Serve(ln) }()
+	cfg.Logf("serving store %s on %s (pid %d)", store.Dir(), sock, os.Getpid())
+
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	var reason string
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			reason = "signal"
+			break loop
+		case <-d.shutdownCh:
+			reason = "asked to stop"
+			break loop
+		case err := <-serveErr:
+			return fmt.Errorf("serve %s: %w", sock, err)
+		case <-idle.C:
+			if d.idleFor() >= cfg.IdleTimeout && cfg.IdleTimeout > 0 {
+				reason = fmt.Sprintf("idle for %s", cfg.IdleTimeout)
+				break loop
+			}
+		}
+	}
+	cfg.Logf("stopping (%s)", reason)
+	d.cancel()
+	shutCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
+	defer done()
+	d.srv.Shutdown(shutCtx)
+	d.unmountAll()
+	return nil
+}
+
+func (d *Daemon) idleFor() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conns > 0 || len(d.mounts) > 0 {
+		d.idleSince = time.Time{}
+		return 0
+	}
+	if d.idleSince.IsZero() {
+		d.idleSince = time.Now()
+	}
+	return time.Since(d.idleSince)
+}
+
+func (d *Daemon) connState(_ net.Conn, state http.ConnState) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		d.conns++
+	case http.StateClosed, http.StateHijacked:
+		d.conns--
+	}
+}
+
+type peerKey struct{}
+
+// connWithPeer records the peer's credentials (SO_PEERCRED) with the
+// connection, for authorize.
+func connWithPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, cred)
+}
+
+// authorize admits root, and members of the configured group.
+func (d *Daemon) authorize(ctx context.Context) error {
+	cred, _ := ctx.Value(peerKey{}).(*unix.Ucred)
+	if cred == nil {
+		return fmt.Errorf("%w: no peer credentials", errDenied)
+	}
+	if cred.Uid == 0 {
+		return nil
+	}
+	if d.gid >= 0 && peerInGroup(int(cred.Pid), d.gid) {
+		return nil
+	}
+	return fmt.Errorf("%w: uid %d is not root and not in the daemon's group", errDenied, cred.Uid)
+}
+
+// peerInGroup reads a process's groups from /proc: SO_PEERCRED gives only
+// the primary gid.
+func peerInGroup(pid, gid int) bool {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		for _, prefix := range []string{"Gid:", "Groups:"} {
+			if len(line) > len(prefix) && line[:len(prefix)] == prefix {
+				for _, f := range strings.Fields(line[len(prefix):]) {
+					if n, err := strconv.Atoi(f); err == nil && n == gid {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// handler is one call: it decodes req, may emit events, and returns the
+// result or an error.
+type handler func(ctx context.Context, body []byte, emit func(event) error) (any, error)
+
+func (d *Daemon) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	calls := map[string]handler{
+		"ping":     d.ping,
+		"import":   d.importTree,
+		"export":   d.exportTree,
+		"refs":     d.refs,
+		"rm":       d.remove,
+		"usage":    d.usage,
+		"diff":     d.diff,
+		"gc":       d.gc,
+		"fsck":     d.fsck,
+		"mount":    d.mount,
+		"umount":   d.unmount,
+		"mounts":   d.listMounts,
+		"shutdown": d.shutdown,
+	}
+	for name, h := range calls {
+		mux.HandleFunc("POST /v1/"+name, d.serve(name, h))
+	}
+	return mux
+}
+
+// serve runs a handler and streams its events, as JSON lines.
+func (d *Daemon) serve(name string, h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		var wmu sync.Mutex
+		emit := func(ev event) error {
+			wmu.Lock()
+			defer wmu.Unlock()
+			if err := enc.Encode(ev); err != nil {
+				return err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		}
+		var result any
+		err := d.authorize(r.Context())
+		if err == nil {
+			var body []byte
+			body, err = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			if err == nil {
+				result, err = h(r.Context(), body, emit)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				d.cfg.Logf("%s: %v", name, err)
+			}
+			emit(event{Error: toAPIError(err)})
+			return
+		}
+		raw, err := json.Marshal(result)
+		if err != nil {
+			emit(event{Error: toAPIError(err)})
+			return
+		}
+		emit(event{Result: raw})
+	}
+}
+
+func decode[T any](body []byte) (T, error) {
+	var v T
+	if len(body) == 0 {
+		return v, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, fmt.Errorf("%w: request: %v", cas.ErrInvalidArgument, err)
+	}
+	return v, nil
+}
+
+func absPath(what, p string) error {
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("%w: %s %q is not absolute", cas.ErrInvalidArgument, what, p)
+	}
+	return nil
+}
+
+func (d *Daemon) ping(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+	return PingResult{PID: os.Getpid(), Store: d.store.Dir(), Since: d.start}, nil
+}
+
+func (d *Daemon) shutdown(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+	d.shutOnce.Do(func() { close(d.shutdownCh) })
+	return struct{}{}, nil
+}
+
+func progressEmitter(emit func(event) error) func(cas.Progress) {
+	return func(p cas.Progress) { emit(event{Progress: &p}) }
+}
+
+func (d *Daemon) importTree(ctx context.Context, body []byte, emit func(event) error) (any, error) {
+	req, err := decode[ImportRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	if err := absPath("path", string(req.Path)); err != nil {
+		return nil, err
+	}
+	res, err := d.store.Import(ctx, string(req.Path), cas.ImportOptions{Refs: req.Refs, Progress: progressEmitter(emit)})
+	if err != nil {
+		return nil, err
+	}
+	return ImportResult{
+		Tree: res.Tree.String(), Entries: res.Entries, Bytes: res.Bytes, Reused: res.ReusedBytes,
+		NewBytes: res.Stats.NewBytes, NewChunks: res.Stats.NewChunks, NewNodes: res.Stats.NewNodes,
+		ElapsedSec: res.Elapsed.Seconds(),
+	}, nil
+}
+
+// resolvePinned resolves a ref or hash and pins the tree for the caller.
+func (d *Daemon) resolvePinned(name string) (digest.Hash, func(), error) {
+	h, err := d.store.Resolve(name)
+	if err != nil {
+		return h, nil, err
+	}
+	release, err := d.store.Pin(h)
+	return h, release, err
+}
+
+func (d *Daemon) exportTree(ctx context.Context, body []byte, emit func(event) error) (any, error) {
+	req, err := decode[ExportRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	if err := absPath("path", string(req.Path)); err != nil {
+		return nil, err
+	}
+	h, release, err := d.resolvePinned(req.Tree)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	res, err := d.store.Export(ctx, h, string(req.Path), cas.ExportOptions{Progress: progressEmitter(emit)})
+	if err != nil {
+		return nil, err
+	}
+	return ExportResult{Entries: res.Entries, Bytes: res.Bytes, ElapsedSec: res.Elapsed.Seconds()}, nil
+}
+
+func (d *Daemon) refs(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+	refs, err := d.store.RefUsage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RefInfo, len(refs))
+	for i, r := range refs {
+		out[i] = RefInfo{r.Name, r.Tree.String(), r.LogicalBytes, r.UniqueBytes, r.LastUsed.UTC()}
+	}
+	return out, nil
+}
+
+func (d *Daemon) remove(ctx context.Context, body []byte, _ func(event) error) (any, error) {
+	req, err := decode[RemoveRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, d.store.DeleteRefs(req.Refs...)
+}
+
+func (d *Daemon) usage(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+	u, err := d.store.Usage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return UsageResult{u.LogicalBytes, u.StoredBytes, u.PackBytes, u.Chunks, u.Nodes, u.Packs, u.Refs, u.DedupRatio}, nil
+}
+
+func (d *Daemon) diff(ctx context.Context, body []byte, emit func(event) error) (any, error) {
+	req, err := decode[DiffRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	a, releaseA, err := d.resolvePinned(req.A)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseA()
+	b, releaseB, err := d.resolvePinned(req.B)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseB()
+	n := 0
+	err = d.store.Diff(ctx, a, b, func(c cas.Change) error {
+		n++
+		item, _ := json.Marshal(Change{Op: string(c.Op), Path: Path(c.Path)})
+		return emit(event{Item: item})
+	})
+	return map[string]int{"changes": n}, err
+}
+
+func (d *Daemon) gc(ctx context.Context, body []byte, _ func(event) error) (any, error) {
+	req, err := decode[GCRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	r, err := d.store.GC(ctx, cas.GCOptions{MaxSize: req.MaxSize, DryRun: req.DryRun})
+	if err != nil {
+		return nil, err
+	}
+	if r.DroppedRefs == nil {
+		r.DroppedRefs = []string{}
+	}
+	return GCResult{r.DroppedRefs, r.Nodes, r.Chunks, r.ChunkBytes, r.PacksDeleted, r.PacksRewritten, r.OrphanPacks, r.FreedBytes}, nil
+}
+
+func (d *Daemon) fsck(ctx context.Context, body []byte, _ func(event) error) (any, error) {
+	req, err := decode[FsckRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	r, err := d.store.Fsck(ctx, cas.FsckOptions{Repair: req.Repair})
+	if err != nil {
+		return nil, err
+	}
+	return FsckResult{r.Problems, r.Repaired, r.Chunks, r.Nodes, r.Packs, r.Refs, r.GarbagePacks, r.GarbageNodes}, nil
+}

@@ -1,0 +1,22 @@
+// Package fusefs serves stored trees as FUSE filesystems.
+//
+// Its nouns:
+//
+//   - source: what a mount reads, nodes and chunks by hash (a *cas.Store).
+//   - cache: a Source wrapper keeping decoded nodes and recently read chunks
+//     in memory, shared by every mount made with it (NewCache).
+//   - read-only mount: a tree mounted at a directory (MountReadOnly). The
+//     tree is immutable, so the kernel is told to cache everything: entries,
+//     attributes, negative lookups, directory listings, symlink targets and
+//     file pages, for an hour, and the server answers OPEN, OPENDIR and FLUSH
+//     with ENOSYS so that the kernel stops sending them at all.
+//
+// Inode numbers are deterministic: the root is 1, the names of one hard-linked
+// inode (same node hash and same non-zero Entry.Link) share a number derived
+// from the two, and every other name gets a number derived from its parent's
+// number and its name. Two mounts of one tree show the same numbers.
+//
+// Errors from the source (a chunk that fails verification, a node that cannot
+// be read) are logged with the path and the chunk through Options.Logf, and
+// the FUSE request that met them fails with EIO; the mount goes on serving.
+package fusefs
