@@ -373,71 +373,9 @@ func (im *importer) hashFile(ck *chunker.Chunker, f *os.File, e *scanned) error 
 		g.cacheKey = key
 		g.cache = &statEntry{Size: st.Size, MtimeSec: st.Mtim.Sec, MtimeNsec: st.Mtim.Nsec, CtimeSec: st.Ctim.Sec, CtimeNsec: st.Ctim.Nsec}
 	}()
-	size := st.Size
-	addHole := func(n int64) {
-		if k := len(g.chunks); k > 0 && g.chunks[k-1].IsHole() {
-			g.chunks[k-1].Size += uint64(n)
-		} else {
-			g.chunks = append(g.chunks, node.Chunk{Size: uint64(n)})
-		}
-		g.size += uint64(n)
-	}
-	addData := func(start, end int64) error {
-		ck.Reset(io.NewSectionReader(f, start, end-start))
-		for {
-			data, err := ck.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			im.bytes.Add(int64(len(data)))
-			if isZero(data) {
-				addHole(int64(len(data)))
-				continue
-			}
-			h := digest.Hash(sha256.Sum256(data))
-			if _, err := im.w.PutChunk(h, data); err != nil {
-				return err
-			}
-			g.chunks = append(g.chunks, node.Chunk{Hash: h, Size: uint64(len(data))})
-			g.size += uint64(len(data))
-		}
-	}
-	if size <= smallFile {
-		return addData(0, size)
-	}
-	fd := int(f.Fd())
-	for off := int64(0); off < size; {
-		if err := im.ctx.Err(); err != nil {
-			return err
-		}
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			addHole(size - off)
-			break
-		}
-		if err != nil {
-			// No SEEK_DATA here (EINVAL): read everything as data.
-			return addData(off, size)
-		}
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil || hole > size {
-			hole = size
-		}
-		if data > size {
-			data = size
-		}
-		if data > off {
-			addHole(data - off)
-		}
-		if err := addData(data, hole); err != nil {
-			return err
-		}
-		off = hole
-	}
-	return nil
+	chunks, size, err := im.w.putContent(im.ctx, ck, f, st.Size, func(n int) { im.bytes.Add(int64(n)) })
+	g.chunks, g.size = chunks, size
+	return err
 }
 
 // reuseCached fills g from the stat cache when the file is unchanged since
@@ -471,6 +409,87 @@ func (im *importer) reuseCached(key []byte, st *unix.Stat_t, g *linkGroup) (bool
 
 func sameStat(a, b *unix.Stat_t) bool {
 	return a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim && a.Ino == b.Ino && a.Dev == b.Dev
+}
+
+// PutFile stores the content of f (its first size bytes) and returns its
+// chunk list and length: what a regular file's node needs. Holes the
+// filesystem reports, and all-zero chunks, become holes.
+func (w *Writer) PutFile(ctx context.Context, f *os.File, size int64) ([]node.Chunk, uint64, error) {
+	return w.putContent(ctx, chunker.New(nil, chunker.DefaultParams), f, size, nil)
+}
+
+// putContent is PutFile with a chunker to reuse and a byte counter.
+func (w *Writer) putContent(ctx context.Context, ck *chunker.Chunker, f *os.File, size int64, counted func(int)) ([]node.Chunk, uint64, error) {
+	var chunks []node.Chunk
+	var total uint64
+	addHole := func(n int64) {
+		if k := len(chunks); k > 0 && chunks[k-1].IsHole() {
+			chunks[k-1].Size += uint64(n)
+		} else {
+			chunks = append(chunks, node.Chunk{Size: uint64(n)})
+		}
+		total += uint64(n)
+	}
+	addData := func(start, end int64) error {
+		ck.Reset(io.NewSectionReader(f, start, end-start))
+		for {
+			data, err := ck.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if counted != nil {
+				counted(len(data))
+			}
+			if isZero(data) {
+				addHole(int64(len(data)))
+				continue
+			}
+			h := digest.Hash(sha256.Sum256(data))
+			if _, err := w.PutChunk(h, data); err != nil {
+				return err
+			}
+			chunks = append(chunks, node.Chunk{Hash: h, Size: uint64(len(data))})
+			total += uint64(len(data))
+		}
+	}
+	if size <= smallFile {
+		err := addData(0, size)
+		return chunks, total, err
+	}
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			addHole(size - off)
+			break
+		}
+		if err != nil {
+			// No SEEK_DATA here (EINVAL): read everything as data.
+			err := addData(off, size)
+			return chunks, total, err
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil || hole > size {
+			hole = size
+		}
+		if data > size {
+			data = size
+		}
+		if data > off {
+			addHole(data - off)
+		}
+		if err := addData(data, hole); err != nil {
+			return nil, 0, err
+		}
+		off = hole
+	}
+	return chunks, total, nil
 }
 
 var zeroBlock [64 << 10]byte
