@@ -15,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -o bin/forge ./cmd/forge
+	$(GO) build -o bin/loopd ./cmd/loopd
 
 test: build
 	scripts/install-deps test
@@ -35,6 +36,8 @@ integration: build
 # Each fuzz target briefly, from its seeds (longer: make fuzz FUZZTIME=10m).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./cas/node/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./loopd/
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./loopd/ptable/
 
 bench: build
 	scripts/install-deps bench
@@ -42,6 +45,7 @@ bench: build
 
 install: build
 	install -D -m 0755 bin/forge $(DESTDIR)$(PREFIX)/bin/forge
+	install -D -m 0755 bin/loopd $(DESTDIR)$(PREFIX)/bin/loopd
 	for unit in dist/*.service dist/*.socket; do \
 		[ -e "$$unit" ] || continue; \
 		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' "$$unit" > "$$unit.tmp" && \

@@ -1,0 +1,37 @@
+// Package loopd is the host's loop-device daemon: a server that attaches
+// loop devices for processes that cannot (assemblers in a build root with a
+// private /dev and no /dev/loop-control), and the client to ask it.
+//
+// The protocol is osbuild's remoteloop, so osbuild's own clients work
+// unchanged. A request is one message: a JSON object (Request) and one
+// SCM_RIGHTS control message carrying two fds, the backing file and a
+// directory. loopd binds a free loop device to the file (autoclear set),
+// creates the node loopN — and with "partscan" loopNp1, … — in that
+// directory, and answers {"devname": "loopN"}; or {"error": "…"}, so that a
+// client never waits for an answer that will not come.
+//
+// Two sockets carry it, answered by the same handler:
+//   - SOCK_SEQPACKET (today's osbuild, jsoncomm): a client is a connection,
+//     and its devices are detached when the connection closes;
+//   - SOCK_DGRAM (the seed-era client): a client is a process, identified by
+//     SCM_CREDENTIALS, answered at its autobound address, and its devices
+//     are detached when the process exits (watched through a pidfd).
+//     Autobound addresses are abstract, and abstract addresses belong to a
+//     network namespace: a datagram client must share the network namespace
+//     of loopd's socket, or its reply cannot reach it. SEQPACKET has no such
+//     limit.
+//
+// Security: a peer must be root or in an allowed group; the backing fd must
+// be a regular file or block device open for writing unless read_only; the
+// directory must be owned by a non-root client; messages carry at most
+// MaxFDs fds and MaxMessageSize bytes; every fd received is closed once the
+// request is handled, whatever its outcome; a client holds at most
+// Config.MaxPerClient devices. loopd never opens a path a client names.
+//
+// Nodes created in a client's directory are not removed when the device is
+// detached: loopd keeps no handle on the directory (it would pin the
+// client's mounts), and the client owns that directory anyway.
+//
+// The loop ioctls are in package loopdev, the partition table parser in
+// package ptable.
+package loopd
