@@ -1,0 +1,327 @@
+# shellcheck shell=bash
+# bench/areas/store.sh: area "store" of bench/run (issue 2, point 6).
+#
+# Imports each reference tree into a fresh store and again into the same
+# store, next to `cp -a` of the same tree to the same disk, and runs the
+# chunker's Go benchmarks. Writes the "store" section of RESULTS.md.
+
+# Targets: issue 2 point 6, and DESIGN §7 where it asks for more.
+STORE_TARGET_FIRST=1.00        # first import ≤ 1.0× cp -a
+STORE_TARGET_REIMPORT=0.25     # re-import unchanged ≤ 0.25× cp -a
+STORE_TARGET_REIMPORT_REL=0.10 # re-import ≤ 0.1× first import (DESIGN §7)
+STORE_TARGET_GROWTH=1          # re-import grows the store < 1 % (issue 2 point 2)
+STORE_TARGET_CHUNK_MBPS=1200   # chunking+hashing ≥ 1.2 GB/s per core
+
+# DURABLE runs a command, then syncs the filesystem of its destination (the
+# first argument), so that the time includes writing the data to the disk.
+# shellcheck disable=SC2016 # expanded by the inner bash
+DURABLE=(bash -c '"${@:2}" && sync -f "$1"' durable)
+
+area_store() {
+	local section=$BENCH_WORK/store.md
+	{
+		echo "## Store: import into the content-addressed store"
+		echo
+		echo "Issue 2, point 6: \`bench/run store\`, $BENCH_RUNS runs per row, source trees $BENCH_SOURCE."
+		echo
+		machine_description "$BENCH_DIR"
+		echo
+		store_method
+	} >"$section"
+	local debian mixed
+	debian=$(debian_tree)
+	mixed=$(mixed_tree)
+	# Every run writes two copies and a store of each tree, all kept until
+	# bench/run exits (see reclaim in lib.sh); a store counts as the tree.
+	need_space "$BENCH_DIR" $((3 * BENCH_RUNS * ($(du -sb "$debian" | cut -f1) + $(du -sb "$mixed" | cut -f1)) + (2 << 30)))
+	await_fresh_inodes
+	{
+		store_tree "Debian bookworm minbase + linux-image-amd64" "$debian"
+		store_tree "2 GiB mixed tree" "$mixed"
+		store_chunker
+	} >>"$section"
+	results_update "$BENCH_RESULTS" store "$section"
+}
+
+store_method() {
+	cat <<-EOF
+		How: \`TREE\` is a cached reference tree; \`DEST\` and the store \`S\` are new
+		directories on the same filesystem as \`TREE\`, one per command and run, with a
+		\`sync\` before each command. None is deleted before the whole run ends, and a
+		run starts 6 min after the previous one deleted its files: on an ext4 without a
+		journal, inodes deleted in the last 1–6 min make every file creation scan past
+		them (ext4's \`recently_deleted()\`), which slowed \`cp -a\` 2–6× after an \`rm -rf\`
+		of earlier copies, while an import, which creates few files, hardly noticed.
+		Each run times every row in turn, so that drift over the run affects all rows
+		alike. Times are wall-clock (monotonic), the median of the runs with the spread
+		min–max; CPU is user+sys of the command (median), for the imports with that of
+		the store's daemon, which does the work (from its \`/proc/PID/stat\`). The daemon
+		keeps running between the two imports of a run. The raw figures of the last
+		run are kept in \`BENCH_DIR/raw/store\` (by default under \`/var/tmp/forge-bench\`).
+	EOF
+	if [[ $BENCH_SOURCE == warm ]]; then
+		echo "Source trees are warm: read once into the page cache (\`tar cf - TREE | cat\`) before each timed command."
+	else
+		echo "Source trees are cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before each timed command."
+	fi
+	cat <<-EOF
+		The baseline is \`cp -a\` followed by \`sync -f\` of the destination filesystem,
+		and the imports are followed by the same \`sync -f\`: forge fsyncs its packs
+		before it commits (DESIGN §3), which a bare \`cp -a\` never waits for. The bare
+		\`cp -a\` (data still in the page cache) is shown too, with the ratios to it.
+		Targets: issue 2, point 6 (first import ≤ 1.0× cp -a, re-import ≤ 0.25× cp -a,
+		chunking+hashing ≥ 1.2 GB/s per core) and DESIGN §7 (re-import ≤ 0.1× first import).
+	EOF
+}
+
+# store_tree measures one reference tree and prints its tables.
+# Usage: store_tree TITLE TREE
+store_tree() {
+	local title=$1 tree=$2
+	# w keeps the raw figures of the last run (BENCH_DIR/raw) for whoever
+	# doubts a median; scratch holds the copies and stores.
+	local w scratch
+	w=$BENCH_DIR/raw/store/$(basename "$tree")
+	scratch=$BENCH_WORK/$(basename "$tree")
+	rm -rf "$w"
+	mkdir -p "$w" "$scratch"
+	local forge_ok=$FORGE i run
+	local forge_note=${FORGE_MISSING:+not run: $FORGE_MISSING}
+
+	for ((i = 1; i <= BENCH_RUNS; i++)); do
+		log "store: $title: run $i/$BENCH_RUNS"
+		run=$scratch/run$i
+		mkdir -p "$run"
+		settle "$tree"
+		timeit "$w/cp-durable.t" "${DURABLE[@]}" "$run/copy1" cp -a "$tree" "$run/copy1" ||
+			die "cp -a $tree $run/copy1 failed"
+		settle "$tree"
+		timeit "$w/cp.t" cp -a "$tree" "$run/copy2" || die "cp -a $tree $run/copy2 failed"
+
+		[[ -n $forge_ok ]] || continue
+		settle "$tree"
+		if ! store_import "$w" first "$run/store" "$tree"; then
+			forge_ok=""
+			forge_note="failed: see the notes below"
+			continue
+		fi
+		settle "$tree"
+		if ! store_import "$w" again "$run/store" "$tree"; then
+			forge_ok=""
+			forge_note="failed: see the notes below"
+		fi
+	done
+	# The copies and stores stay until bench/run exits; the daemons go now.
+	stop_forge_daemons "$scratch"
+
+	local entries bytes base base_bare
+	entries=$(find "$tree" | wc -l)
+	bytes=$(du -sb "$tree" | cut -f1)
+	base=$(field "$w/cp-durable.t" 1 | median)
+	base_bare=$(field "$w/cp.t" 1 | median)
+
+	echo
+	echo "### $title ($entries entries, $(fmt_bytes "$bytes"))"
+	echo
+	echo "Built once with \`$(tree_info "$tree" what)\` in $(tree_info "$tree" build_seconds) s on $(tree_info "$tree" built) (not part of the figures)."
+	echo
+	echo "| row | command | median | spread (min–max) | CPU | × cp -a | × bare cp -a | target | result |"
+	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+	time_row "cp -a (baseline)" 'cp -a TREE DEST && sync -f DEST' "$w/cp-durable.t" "$base" "$base_bare"
+	time_row "bare cp -a" 'cp -a TREE DEST' "$w/cp.t" "$base" "$base_bare"
+	time_row "first import" 'forge store import --store S --ref bench TREE && sync -f S' "$w/first.t" "$base" "$base_bare" \
+		le "$STORE_TARGET_FIRST" "≤ $STORE_TARGET_FIRST× cp -a" "$forge_note"
+	time_row "re-import unchanged" 'the same, again on the same S' "$w/again.t" "$base" "$base_bare" \
+		le "$STORE_TARGET_REIMPORT" "≤ $STORE_TARGET_REIMPORT× cp -a" "$forge_note"
+	if [[ -s $w/first.t && -s $w/again.t ]]; then
+		local rel
+		rel=$(ratio "$(field "$w/again.t" 1 | median)" "$(field "$w/first.t" 1 | median)")
+		echo "| re-import ÷ first import | medians of the two rows above | | | | | | ≤ $STORE_TARGET_REIMPORT_REL× (DESIGN §7) | $rel× $(verdict "$rel" le "$STORE_TARGET_REIMPORT_REL") |"
+	else
+		echo "| re-import ÷ first import | medians of the two rows above | ${forge_note:-not run} | | | | | ≤ $STORE_TARGET_REIMPORT_REL× (DESIGN §7) | not run |"
+	fi
+	echo
+	store_sizes "$w" "$bytes" "${forge_note:-not run}"
+	if [[ -s $w/notes ]]; then
+		echo
+		echo "Notes:"
+		echo
+		cat "$w/notes"
+	fi
+}
+
+# store_import runs one timed import (PHASE first or again) and records its
+# tree hash and the store's sizes. It returns non-zero, with a note, when the
+# import fails or prints no tree hash.
+# Usage: store_import WORKDIR PHASE STORE TREE
+store_import() {
+	local w=$1 phase=$2 store=$3 tree=$4 status=0 pid cpu0=0 cpu1
+	# The import's work is done by the store's daemon, which the first
+	# import starts: its CPU time is added to the client's.
+	pid=$(forge_daemon_pid "$store")
+	[[ -z $pid ]] || cpu0=$(proc_cpu "$pid")
+	timeit "$w/$phase.t" "${DURABLE[@]}" "$store" \
+		"$FORGE" store import --store "$store" --ref bench "$tree" >"$w/$phase.out" 2>"$w/$phase.err" || status=$?
+	if [[ $(forge_daemon_pid "$store") != "$pid" ]]; then
+		pid=$(forge_daemon_pid "$store") cpu0=0
+	fi
+	cpu1=0
+	[[ -z $pid ]] || cpu1=$(proc_cpu "$pid")
+	sed -i "\$s/\$/ $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')/" "$w/$phase.t"
+	if ((status != 0)); then
+		store_fail "$w" "\`forge store import\` ($phase) exited with status $status" "$w/$phase.err"
+		sed -i '$d' "$w/$phase.t" # a failed run is no figure
+		return 1
+	fi
+	local hash
+	hash=$(tail -n 1 "$w/$phase.out")
+	if ! [[ $hash =~ ^[0-9a-f]{64}$ ]]; then
+		store_fail "$w" "\`forge store import\` ($phase) did not print a tree hash as its last line (got '${hash:0:80}')" "$w/$phase.err"
+		return 1
+	fi
+	echo "$hash" >>"$w/hashes"
+	if ! "$FORGE" store du --store "$store" --json >"$w/du.json" 2>"$w/du.err" ||
+		! jq -er '[.logical_bytes, .stored_bytes, .pack_bytes, .chunks] | map(numbers) | select(length == 4) | @tsv' \
+			"$w/du.json" >"$w/du.tsv"; then
+		store_fail "$w" "\`forge store du --store S --json\` failed or lacks logical_bytes, stored_bytes, pack_bytes or chunks" "$w/du.err"
+		return 1
+	fi
+	printf '%s\t%s\n' "$(cat "$w/du.tsv")" "$(du -sb "$store" | cut -f1)" >>"$w/$phase.sizes"
+}
+
+# store_fail records a failure: a note under the tree's tables, the list of
+# what did not run, and the tail of the command's stderr on the terminal.
+store_fail() {
+	local w=$1 what=$2 errfile=$3
+	log "store: $what"
+	local last=""
+	if [[ -s $errfile ]]; then
+		tail -n 20 "$errfile" | sed 's/^/bench:     /' >&2
+		last=$(grep -v '^[[:space:]]*$' "$errfile" | tail -n 1 | cut -c1-200)
+	fi
+	echo "- $what${last:+; its last line on stderr: \`$last\`}." >>"$w/notes"
+	BENCH_FAILED+=("store: $what")
+}
+
+# time_row prints one row of a time table.
+# Usage: time_row LABEL COMMAND TIMES BASE BASE_BARE [OP LIMIT TARGET [NOTE]]
+time_row() {
+	local label=$1 cmd=$2 times=$3 base=$4 base_bare=$5
+	local op=${6:-} limit=${7:-} target=${8:-—} note=${9:-not run}
+	if [[ ! -s $times ]]; then
+		echo "| $label | \`$cmd\` | $note | | | | | $target | not run |"
+		return
+	fi
+	local med min max n cpu r r_bare result="—"
+	read -r med min max n < <(field "$times" 1 | stats)
+	cpu=$(awk '{ print $2 + $3 + $6 }' "$times" | median)
+	r=$(ratio "$med" "$base")
+	r_bare=$(ratio "$med" "$base_bare")
+	[[ -n $op ]] && result=$(verdict "$r" "$op" "$limit")
+	((n == BENCH_RUNS)) || result="$result ($n of $BENCH_RUNS runs)"
+	echo "| $label | \`$cmd\` | $(fmt_secs "$med") | $(fmt_secs "$min") – $(fmt_secs "$max") | $(fmt_secs "$cpu") | $r× | $r_bare× | $target | $result |"
+}
+
+# store_sizes prints the table of the store's size against the tree's.
+# Usage: store_sizes WORKDIR TREE_BYTES NOTE
+store_sizes() {
+	local w=$1 bytes=$2 note=$3
+	echo "| size | command | bytes (median) | × tree | target | result |"
+	echo "| --- | --- | --- | --- | --- | --- |"
+	echo "| tree | \`du -sb TREE\` | $(fmt_bytes "$bytes") | 1.00× | | |"
+	if [[ ! -s $w/first.sizes ]]; then
+		echo "| store after first import | \`forge store du --store S --json\`, \`du -sb S\` | $note | | | not run |"
+		return
+	fi
+	# Columns of PHASE.sizes: logical stored pack chunks store-dir-bytes.
+	local col label cmd v
+	for col in 1 2 3 5; do
+		case $col in
+		1) label="logical_bytes after first import" cmd='forge store du --store S --json' ;;
+		2) label="stored_bytes after first import" cmd='forge store du --store S --json' ;;
+		3) label="pack_bytes after first import" cmd='forge store du --store S --json' ;;
+		5) label="store directory after first import" cmd='du -sb S' ;;
+		esac
+		v=$(field "$w/first.sizes" "$col" | median)
+		echo "| $label | \`$cmd\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | | |"
+	done
+	echo "| chunks after first import | \`forge store du --store S --json\` | $(field "$w/first.sizes" 4 | median) chunks | | | |"
+	if [[ -s $w/again.sizes ]]; then
+		local p1 p2 growth
+		p1=$(field "$w/first.sizes" 3 | median)
+		p2=$(field "$w/again.sizes" 3 | median)
+		growth=$(awk -v a="$p1" -v b="$p2" 'BEGIN { if (a > 0) printf "%+.2f", (b - a) * 100 / a; else print "n/a" }')
+		echo "| growth of pack_bytes by the re-import | \`forge store du --store S --json\` | $(fmt_bytes "$(awk -v a="$p1" -v b="$p2" 'BEGIN { printf "%.0f", b - a }')") ($growth %) | | < $STORE_TARGET_GROWTH % (issue 2, point 2) | $(awk -v g="$growth" -v t="$STORE_TARGET_GROWTH" 'BEGIN { if (g == "n/a") print "n/a"; else print (g < t) ? "PASS" : "FAIL" }') |"
+	fi
+	local distinct
+	distinct=$(sort -u "$w/hashes" | wc -l)
+	if ((distinct == 1)); then
+		echo "| tree hash | last line of \`forge store import\` | the same in all $(wc -l <"$w/hashes") imports | | the same | PASS |"
+	else
+		echo "| tree hash | last line of \`forge store import\` | $distinct different hashes in $(wc -l <"$w/hashes") imports of one tree | | the same | FAIL |"
+		BENCH_FAILED+=("store: imports of one tree gave $distinct different tree hashes")
+	fi
+}
+
+# store_chunker runs the Go benchmarks of cas/chunker and prints their table.
+# Conventions of the benchmark names: those that use several cores say
+# "Parallel" (their MB/s is divided by the GOMAXPROCS of the run for the
+# per-core figure); the target applies to those that hash ("SHA" or "Hash"),
+# the others (chunking alone) are shown for comparison.
+#
+# The benchtime is a duration, not the 3x first planned: RunParallel splits
+# 3 iterations 2:1 between 2 goroutines, which understates the parallel
+# figure by a quarter, and 3 passes over 64 MiB last too little to be steady.
+store_chunker() {
+	local benchtime=${BENCH_CHUNKER_BENCHTIME:-1s}
+	local cmd="go test -run '^\$' -bench . -benchtime $benchtime -count $BENCH_RUNS ./cas/chunker/"
+	local out=$BENCH_DIR/raw/store/chunker.out
+	mkdir -p "${out%/*}"
+	echo
+	echo "### Chunking + hashing"
+	echo
+	echo "Command: \`$cmd\`; MB/s as \`go test\` reports it (10^6 bytes per second). Benchmarks"
+	echo "named \"Parallel\" use all cores: their per-core figure is MB/s ÷ cores. The target applies"
+	echo "to the benchmarks that hash (\"SHA\" or \"Hash\" in the name); chunking alone is shown for comparison."
+	echo
+	echo "| benchmark | median MB/s | spread (min–max) | cores | MB/s per core | target | result |"
+	echo "| --- | --- | --- | --- | --- | --- | --- |"
+	local target="≥ $STORE_TARGET_CHUNK_MBPS MB/s per core"
+	if [[ ! -d $BENCH_REPO/cas/chunker ]]; then
+		echo "| chunking+hashing | not run: \`cas/chunker\` does not exist yet | | | | $target | not run |"
+		BENCH_FAILED+=("store: cas/chunker does not exist, no chunking+hashing figures")
+		return
+	fi
+	log "store: chunker benchmarks"
+	local status=0
+	(cd "$BENCH_REPO" && go test -run '^$' -bench . -benchtime "$benchtime" -count "$BENCH_RUNS" ./cas/chunker/) >"$out" 2>&1 || status=$?
+	# Lines: BenchmarkName-PROCS  ITERATIONS  NS ns/op  MBS MB/s ...
+	local names
+	names=$(awk '/^Benchmark/ { for (i = 3; i < NF; i++) if ($(i + 1) == "MB/s") { print $1; break } }' "$out" | sort -u)
+	if ((status != 0)) || [[ -z $names ]]; then
+		local why="\`go test\` exited with status $status"
+		((status != 0)) || why="no benchmark reports MB/s (b.SetBytes)"
+		echo "| chunking+hashing | failed: $why | | | | $target | not run |"
+		tail -n 20 "$out" | sed 's/^/bench:     /' >&2
+		BENCH_FAILED+=("store: chunker benchmarks: $why")
+		return
+	fi
+	local name short procs med min max n cores per
+	while read -r name; do
+		read -r med min max n < <(awk -v b="$name" '$1 == b { for (i = 3; i < NF; i++) if ($(i + 1) == "MB/s") print $i }' "$out" | stats)
+		# go test appends -GOMAXPROCS to the name unless it is 1.
+		short=$name procs=1
+		if [[ $name =~ ^(.*)-([0-9]+)$ ]]; then
+			short=${BASH_REMATCH[1]} procs=${BASH_REMATCH[2]}
+		fi
+		cores=1
+		[[ $name == *Parallel* ]] && cores=$procs
+		per=$(awk -v m="$med" -v c="$cores" 'BEGIN { printf "%.0f", m / c }')
+		local t="$target" v
+		v=$(verdict "$per" ge "$STORE_TARGET_CHUNK_MBPS")
+		if ! [[ ${short,,} =~ sha|hash ]]; then
+			t="— (no hashing)" v="—"
+		fi
+		echo "| \`$short\` | $(printf '%.0f' "$med") | $(printf '%.0f' "$min") – $(printf '%.0f' "$max") | $cores | $per | $t | $v |"
+	done <<<"$names"
+}
