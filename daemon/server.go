@@ -101,6 +101,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := os.Chown(sock, 0, d.gid); err != nil {
 			return fmt.Errorf("chown %s: %w", sock, err)
 		}
+		// Group members must reach the socket: let the group search the
+		// store directory (and nothing more).
+		if err := allowGroupSearch(store.Dir(), d.gid); err != nil {
+			return err
+		}
 	}
 	if err := os.Chmod(sock, mode); err != nil {
 		return fmt.Errorf("chmod %s: %w", sock, err)
@@ -147,6 +152,20 @@ loop:
 	defer done()
 	d.srv.Shutdown(shutCtx)
 	d.unmountAll()
+	return nil
+}
+
+func allowGroupSearch(dir string, gid int) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.Chown(dir, -1, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, fi.Mode().Perm()|0o010); err != nil {
+		return fmt.Errorf("chmod %s: %w", dir, err)
+	}
 	return nil
 }
 

@@ -38,8 +38,14 @@ func Connect(ctx context.Context, dir string, opts SpawnOptions) (*Client, error
 		return nil, err
 	}
 	c := NewClient(abs)
-	if _, err := c.Ping(ctx); err == nil {
+	_, err = c.Ping(ctx)
+	switch {
+	case err == nil:
 		return c, nil
+	case errors.Is(err, os.ErrPermission):
+		// A daemon may well run; we may not talk to it. Starting another
+		// would not help.
+		return nil, fmt.Errorf("%w (only root and members of the daemon's --group may use it)", err)
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("store %s: %w", abs, err)

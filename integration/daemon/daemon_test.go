@@ -489,3 +489,43 @@ func TestSIGTERMUnmountsAndExitsZero(t *testing.T) {
 		t.Fatal("SIGTERM left a mount")
 	}
 }
+
+func TestGroupMembersMayUseTheDaemon(t *testing.T) {
+	store := storeDir(t)
+	// The store's parent is the test's private temp dir; let others pass.
+	must(t, os.Chmod(filepath.Dir(store), 0o711))
+	d := exec.Command(forgeBin, "daemon", "--store", store, "--group", "nogroup", "--idle-timeout", "0")
+	var logBuf bytes.Buffer
+	d.Stderr = &logBuf
+	must(t, d.Start())
+	t.Cleanup(func() {
+		d.Process.Signal(syscall.SIGTERM)
+		d.Wait()
+	})
+	sock := filepath.Join(store, daemon.SocketName)
+	for i := 0; ; i++ {
+		if fi, err := os.Stat(sock); err == nil && fi.Mode().Perm() == 0o660 {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("daemon --group did not make a 0660 socket: %s", logBuf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var st syscall.Stat_t
+	must(t, syscall.Stat(sock, &st))
+	if st.Gid != 65534 {
+		t.Fatalf("socket group %d, want nogroup (65534)", st.Gid)
+	}
+	cmd := exec.Command(forgeBin, "store", "ls", "--store", store)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("forge store ls as a member of the daemon's group: %v\n%s\ndaemon log:\n%s", err, out, logBuf.String())
+	}
+	// Others are still refused, by the socket's mode before any check of ours.
+	cmd = exec.Command(forgeBin, "store", "ls", "--store", store)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 1}}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "permission denied") {
+		t.Fatalf("forge store ls outside the daemon's group: %v\n%s", err, out)
+	}
+}
