@@ -4,8 +4,6 @@ import (
 	"container/list"
 	"fmt"
 	"runtime"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -60,7 +58,7 @@ func NewCache(src Source, maxNodes int) *Cache {
 		src:         src,
 		nodes:       newLRU(int64(maxNodes), func(*nodeInfo) int64 { return 1 }),
 		chunks:      newLRU(DefaultCacheChunkBytes, func(b []byte) int64 { return int64(len(b)) }),
-		prefetching: make(chan struct{}, envInt("FUSEFS_PF", 2*runtime.GOMAXPROCS(0))),
+		prefetching: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 	}
 }
 
@@ -297,11 +295,4 @@ func (c *lru[V]) stats() (hits, misses, used int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.hits, c.misses, c.used
-}
-
-func envInt(k string, d int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return d
 }

@@ -28,21 +28,32 @@ func (info *nodeInfo) chunkAt(off uint64) int {
 	return sort.Search(len(chunks), func(i int) bool { return info.offsets[i+1] > off })
 }
 
-// readAt fills dest with the file's content from off and returns how many
-// bytes it filled: fewer than len(dest) only at the end of the file. It
-// reads only the chunks the range touches, and none for holes.
-func (c *Cache) readAt(info *nodeInfo, dest []byte, off int64) (int, error) {
+// read returns the file's content from off, up to len(dest) bytes: fewer
+// only at the end of the file. The bytes are dest's, or, when the range
+// lies within one stored chunk, the cached chunk's own, which saves a copy
+// (callers must not modify them). It reads only the chunks the range
+// touches, and none for holes.
+func (c *Cache) read(info *nodeInfo, dest []byte, off int64) ([]byte, error) {
 	n := info.node
 	if off < 0 {
-		return 0, fmt.Errorf("negative offset %d", off)
+		return nil, fmt.Errorf("negative offset %d", off)
 	}
 	start := uint64(off)
 	if start >= n.Size {
-		return 0, nil
+		return dest[:0], nil
 	}
 	end := min(start+uint64(len(dest)), n.Size)
+	first := info.chunkAt(start)
+	if ch := n.Chunks[first]; !ch.IsHole() && end <= info.offsets[first+1] {
+		data, err := c.chunkData(ch)
+		if err != nil {
+			return nil, err
+		}
+		lo := start - info.offsets[first]
+		return data[lo : lo+end-start], nil
+	}
 	pos := start
-	for i := info.chunkAt(start); pos < end; i++ {
+	for i := first; pos < end; i++ {
 		ch := n.Chunks[i]
 		chStart, chEnd := info.offsets[i], info.offsets[i+1]
 		lo, hi := pos-chStart, min(end, chEnd)-chStart
@@ -50,37 +61,50 @@ func (c *Cache) readAt(info *nodeInfo, dest []byte, off int64) (int, error) {
 		if ch.IsHole() {
 			clear(out)
 		} else {
-			data, err := c.chunk(ch.Hash)
+			data, err := c.chunkData(ch)
 			if err != nil {
-				return int(pos - start), err
-			}
-			if uint64(len(data)) != ch.Size {
-				return int(pos - start), &ChunkSizeError{Chunk: ch.Hash.String(), Got: len(data), Want: int(ch.Size)}
+				return nil, err
 			}
 			copy(out, data[lo:hi])
 		}
 		pos += hi - lo
 	}
-	return int(end - start), nil
+	return dest[:end-start], nil
+}
+
+// chunkData returns a data chunk's content, checked against the size the
+// file lists for it.
+func (c *Cache) chunkData(ch node.Chunk) ([]byte, error) {
+	data, err := c.chunk(ch.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(data)) != ch.Size {
+		return nil, &ChunkSizeError{Chunk: ch.Hash.String(), Got: len(data), Want: int(ch.Size)}
+	}
+	return data, nil
 }
 
 // readaheadWindow is how far past the furthest byte read so far a
 // sequential reader's chunks are read ahead, in parallel with its reads.
 // The kernel's own readahead on a FUSE file is 128 KiB, too little to keep
 // the store's disk and both hashing cores busy.
-var readaheadWindow = uint64(envInt("FUSEFS_WIN", 8<<20))
+const readaheadWindow = 8 << 20
 
-// readahead tracks one file's sequential reading, to read ahead of it.
+// readahead tracks one file's reads, to read ahead of a reader that
+// streams through it.
 type readahead struct {
-	mu       sync.Mutex
-	frontier uint64 // end of the furthest read so far
-	next     int    // first chunk not yet read ahead
+	mu      sync.Mutex
+	lastEnd uint64 // where the last read ended
+	next    int    // first chunk not yet read ahead
 }
 
-// advance records a read of [off, end) of file info and starts reading
-// ahead the chunks after it, up to readaheadWindow past the frontier, as
-// far as the cache allows prefetches. Reads that land far beyond the
-// frontier (seeks) move it without reading ahead.
+// advance records a read of [off, end) of file info. When the read lies
+// near the previous one (the kernel sends a streaming reader's requests a
+// few at a time, not always in order), it starts reading ahead the chunks
+// after it, up to readaheadWindow past its end, as far as the cache allows
+// prefetches. Reads that jump elsewhere read nothing ahead: random access
+// to a large file reads only what it asks for.
 func (ra *readahead) advance(c *Cache, info *nodeInfo, off, end uint64) {
 	n := info.node
 	end = min(end, n.Size)
@@ -89,16 +113,15 @@ func (ra *readahead) advance(c *Cache, info *nodeInfo, off, end uint64) {
 	}
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	sequential := off <= ra.frontier+readaheadWindow
-	if end > ra.frontier {
-		ra.frontier = end
-	}
-	if !sequential {
+	streaming := off <= ra.lastEnd+readaheadWindow && ra.lastEnd <= end+readaheadWindow
+	ra.lastEnd = end
+	after := info.chunkAt(end-1) + 1
+	if !streaming {
+		ra.next = after
 		return
 	}
-	i := max(ra.next, info.chunkAt(end-1)+1)
-	limit := ra.frontier + readaheadWindow
-	for ; i < len(n.Chunks) && info.offsets[i] < limit; i++ {
+	i := max(ra.next, after)
+	for limit := end + readaheadWindow; i < len(n.Chunks) && info.offsets[i] < limit; i++ {
 		if ch := n.Chunks[i]; !ch.IsHole() && !c.prefetch(ch.Hash) {
 			break
 		}
@@ -133,6 +156,3 @@ func seekData(info *nodeInfo, off uint64, whence int) (uint64, error) {
 	}
 	return 0, unix.EINVAL
 }
-
-// isRegular reports whether info is a regular file's node.
-func (info *nodeInfo) isRegular() bool { return info.node.Type == node.TypeRegular }

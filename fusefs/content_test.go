@@ -60,6 +60,10 @@ var testFiles = map[string]func(f *os.File) error{
 		}
 		return f.Truncate(3 << 20)
 	},
+	"large": func(f *os.File) error {
+		_, err := f.Write(fstree.RandomBytes("large", 20<<20))
+		return err
+	},
 	"zeros": func(f *os.File) error {
 		_, err := f.Write(make([]byte, 200<<10))
 		return err
@@ -133,21 +137,21 @@ func TestReadAt(t *testing.T) {
 				continue
 			}
 			dest := bytes.Repeat([]byte{0xAA}, int(sp.n))
-			n, err := c.readAt(info, dest, sp.off)
+			got, err := c.read(info, dest, sp.off)
 			if err != nil {
-				t.Fatalf("%s: readAt(%d, %d): %v", name, sp.off, sp.n, err)
+				t.Fatalf("%s: read(%d, %d): %v", name, sp.off, sp.n, err)
 			}
 			var exp []byte
 			if sp.off < size {
 				exp = want[sp.off:min(size, sp.off+sp.n)]
 			}
-			if n != len(exp) || !bytes.Equal(dest[:n], exp) {
-				t.Fatalf("%s: readAt(%d, %d) = %d bytes, want %d (content equal: %v)", name, sp.off, sp.n, n, len(exp), bytes.Equal(dest[:n], exp))
+			if !bytes.Equal(got, exp) {
+				t.Fatalf("%s: read(%d, %d) = %d bytes, want %d (content equal: %v)", name, sp.off, sp.n, len(got), len(exp), bytes.Equal(got, exp))
 			}
 		}
 	}
-	if _, err := c.readAt(mustInfo(t, c, hashes["random"]), make([]byte, 10), -1); err == nil {
-		t.Error("readAt at a negative offset succeeded")
+	if _, err := c.read(mustInfo(t, c, hashes["random"]), make([]byte, 10), -1); err == nil {
+		t.Error("read at a negative offset succeeded")
 	}
 }
 
@@ -166,14 +170,15 @@ func TestHolesReadNothing(t *testing.T) {
 	src := &countingSource{Source: s}
 	c := NewCache(src, 0)
 	info := mustInfo(t, c, hashes["sparse"])
-	dest := make([]byte, 512<<10)
-	if _, err := c.readAt(info, dest, 2<<20); err != nil {
+	dest := bytes.Repeat([]byte{0xAA}, 512<<10)
+	got, err := c.read(info, dest, 2<<20)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if n := src.chunks.Load(); n != 0 {
 		t.Errorf("reading a hole read %d chunks", n)
 	}
-	if !bytes.Equal(dest, make([]byte, len(dest))) {
+	if !bytes.Equal(got, make([]byte, len(dest))) {
 		t.Error("a hole did not read as zeros")
 	}
 }
@@ -190,7 +195,7 @@ func TestSmallReadsReadEachChunkOnce(t *testing.T) {
 		buf := make([]byte, 4096)
 		for off := int64(0); off < int64(info.node.Size); off += int64(len(buf)) {
 			ra.advance(c, info, uint64(off), uint64(off)+uint64(len(buf)))
-			if _, err := c.readAt(info, buf, off); err != nil {
+			if _, err := c.read(info, buf, off); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -201,6 +206,47 @@ func TestSmallReadsReadEachChunkOnce(t *testing.T) {
 	}
 	if got := src.nodes.Load(); got != 1 {
 		t.Errorf("read the file's node %d times", got)
+	}
+}
+
+// TestReadahead: a reader that streams through a file gets the chunks
+// after its reads read ahead; reads that jump around do not.
+func TestReadahead(t *testing.T) {
+	_, s, hashes := storedFiles(t)
+	src := &countingSource{Source: s}
+	c := NewCache(src, 0)
+	info := mustInfo(t, c, hashes["large"])
+	var ra readahead
+	read := func(off uint64) int64 {
+		t.Helper()
+		ra.advance(c, info, off, off+4096)
+		if _, err := c.read(info, make([]byte, 4096), int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		for len(c.prefetching) > 0 {
+			runtime.Gosched() // until every prefetch started has ended
+		}
+		return src.chunks.Load()
+	}
+	if n := read(19 << 20); n != 1 {
+		t.Errorf("a first read far into the file read %d chunks, want its own 1", n)
+	}
+	if n := read(1 << 20); n != 2 {
+		t.Errorf("a read far back read %d chunks in all, want 2", n)
+	}
+	if n := read(1<<20 + 4096); n <= 2 {
+		t.Errorf("a read right after the last one read no chunk ahead (%d in all)", n)
+	}
+	// Keep streaming: everything up to the window past the last read is
+	// read ahead, in as many steps as the prefetch limit takes.
+	off := uint64(1<<20 + 8192)
+	for range 60 {
+		read(off)
+		off += 4096
+	}
+	ahead := info.chunkAt(off + readaheadWindow - 1)
+	if got, want := src.chunks.Load(), int64(ahead-info.chunkAt(1<<20)+2); got < want-1 || got > want+1 {
+		t.Errorf("streaming to %d read %d chunks, want about %d (to the window's end)", off, got, want)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,8 +50,7 @@ const FSType = "forge"
 type Mount struct {
 	mountpoint string
 	tree       digest.Hash
-	server     *fuse.Server
-	done       chan struct{} // closed when the server has stopped
+	done       chan struct{} // closed when the FUSE server has stopped
 
 	mu        sync.Mutex
 	unmounted bool
@@ -131,12 +132,25 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
 		Logger:          logger,
 	}
+	var before unix.Stat_t
+	if err := unix.Stat(mountpoint, &before); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", tree.Short(), &os.PathError{Op: "stat", Path: mountpoint, Err: err})
+	}
+	if before.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("mount %s: %w", tree.Short(), &os.PathError{Op: "mount", Path: mountpoint, Err: unix.ENOTDIR})
+	}
 	raw := fs.NewNodeFS(rootNode, fsOpts)
 	server, err := fuse.NewServer(noOpendir{raw}, mountpoint, &fsOpts.MountOptions)
 	if err != nil {
-		return nil, fmt.Errorf("mount %s at %s: %w", tree.Short(), mountpoint, err)
+		// go-fuse leaves the mount in place when mount(2) worked and the
+		// FUSE handshake after it failed: take down what is new there.
+		var after unix.Stat_t
+		if serr := unix.Stat(mountpoint, &after); serr != nil || after.Dev != before.Dev {
+			unix.Unmount(mountpoint, unix.MNT_DETACH)
+		}
+		return nil, fmt.Errorf("mount %s at %s (%s): %w", tree.Short(), mountpoint, describeFlags(flags), err)
 	}
-	m := &Mount{mountpoint: mountpoint, tree: tree, server: server, done: make(chan struct{})}
+	m := &Mount{mountpoint: mountpoint, tree: tree, done: make(chan struct{})}
 	go func() {
 		server.Serve()
 		close(m.done)
@@ -147,9 +161,7 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 		<-m.done
 		return nil, fmt.Errorf("mount %s at %s: %w", tree.Short(), mountpoint, err)
 	}
-	if ra := envInt("FUSEFS_RA", 0); ra > 0 {
-		setReadahead(mountpoint, ra, logf)
-	}
+	setReadahead(mountpoint, readaheadKiB, logf)
 	return m, nil
 }
 
@@ -191,6 +203,18 @@ func (m *Mount) stopped() bool {
 	default:
 		return false
 	}
+}
+
+// describeFlags names the mount(2) flags MountReadOnly uses, for messages.
+func describeFlags(flags uintptr) string {
+	names := []string{"ro"}
+	if flags&unix.MS_NOSUID != 0 {
+		names = append(names, "nosuid")
+	}
+	if flags&unix.MS_NODEV != 0 {
+		names = append(names, "nodev")
+	}
+	return strings.Join(names, ",")
 }
 
 // roFS is what the nodes of one read-only mount share.
@@ -269,16 +293,23 @@ func trimNewline(p []byte) []byte {
 	return p
 }
 
-// setReadahead sets the kernel's readahead for the mount's backing device
-// (the FUSE connection) to kb KiB.
-func setReadahead(mountpoint string, kb int, logf func(string, ...any)) {
+// readaheadKiB is the kernel's readahead on a mount. FUSE's default of
+// 128 KiB makes a sequential reader wait on one 128 KiB request at a time,
+// each a round trip; 4 MiB keeps four requests of MaxWrite (1 MiB) in flight,
+// which the server answers from chunks it has read ahead itself.
+const readaheadKiB = 4096
+
+// setReadahead sets the kernel's readahead for the mount (its backing
+// device, named by the mount's device number under /sys/class/bdi). It only
+// logs a failure: the mount works without.
+func setReadahead(mountpoint string, kib int, logf func(string, ...any)) {
 	var st unix.Stat_t
 	if err := unix.Stat(mountpoint, &st); err != nil {
-		logf("readahead: %v", err)
+		logf("%s: setting readahead: %v", mountpoint, err)
 		return
 	}
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	if err := os.WriteFile(p, []byte(fmt.Sprint(kb)), 0); err != nil {
-		logf("readahead: %v", err)
+	if err := os.WriteFile(p, []byte(strconv.Itoa(kib)), 0); err != nil {
+		logf("%s: setting readahead: %v", mountpoint, err)
 	}
 }

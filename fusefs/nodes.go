@@ -79,6 +79,12 @@ type treeNode struct {
 	info *nodeInfo
 }
 
+// tree returns the treeNode inside any node type of this package.
+func (t *treeNode) tree() *treeNode { return t }
+
+// treeNoder is every node type of this package.
+type treeNoder interface{ tree() *treeNode }
+
 // newNode returns the FUSE node type for info.
 func (r *roFS) newNode(info *nodeInfo, parentIno uint64) fs.InodeEmbedder {
 	switch info.node.Type {
@@ -233,7 +239,7 @@ func (d *dirNode) lookupEntry(ctx context.Context, i int, out *fuse.EntryOut) (*
 	e := &d.info.node.Entries[i]
 	ino := childIno(d.StableAttr().Ino, e)
 	if ch := d.GetChild(e.Name); ch != nil && ch.StableAttr().Ino == ino {
-		if t, ok := ch.Operations().(interface{ tree() *treeNode }); ok {
+		if t, ok := ch.Operations().(treeNoder); ok {
 			tn := t.tree()
 			d.fsys.fillAttr(tn.info, ino, &out.Attr, tn.path)
 			return ch, 0
@@ -248,8 +254,6 @@ func (d *dirNode) lookupEntry(ctx context.Context, i int, out *fuse.EntryOut) (*
 	d.fsys.fillAttr(info, ino, &out.Attr, func() string { return joinPath(d.path(), e.Name) })
 	return d.NewInode(ctx, ops, fs.StableAttr{Mode: uint32(info.node.Type), Ino: ino}), 0
 }
-
-func (t *treeNode) tree() *treeNode { return t }
 
 func joinPath(dir, name string) string {
 	if dir == "/" {
@@ -363,12 +367,12 @@ func (f *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 	if off >= 0 {
 		f.ra.advance(f.fsys.cache, f.info, uint64(off), uint64(off)+uint64(len(dest)))
 	}
-	n, err := f.fsys.cache.readAt(f.info, dest, off)
+	data, err := f.fsys.cache.read(f.info, dest, off)
 	if err != nil {
 		f.fsys.logf("%s: %s: read %d bytes at %d: %v", f.fsys.name, f.path(), len(dest), off, err)
 		return nil, syscall.EIO
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	return fuse.ReadResultData(data), 0
 }
 
 var _ = (fs.NodeLseeker)((*fileNode)(nil))
