@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,7 +361,9 @@ func (s *Store) readBlob(h digest.Hash, loc chunkLoc, buf []byte) ([]byte, error
 		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err}
 	}
 	start := len(buf)
-	buf = append(buf, make([]byte, loc.Length)...)
+	// Grow without a zeroed temporary: chunks are read on every cold
+	// FUSE read, and each extra pass over the bytes shows.
+	buf = slices.Grow(buf, int(loc.Length))[:start+int(loc.Length)]
 	if _, err := f.ReadAt(buf[start:], loc.Offset); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("pack is shorter than offset %d+%d: %w", loc.Offset, loc.Length, ErrCorrupt)
