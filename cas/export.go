@@ -111,7 +111,9 @@ func (s *Store) Export(ctx context.Context, h digest.Hash, dest string, opts Exp
 			ex.worker()
 		}()
 	}
-	stop := ex.reportProgress(opts.Progress)
+	stop := reportProgress(opts.Progress, func() Progress {
+		return Progress{Entries: ex.entries.Load(), Bytes: ex.bytes.Load()}
+	})
 	walkErr := ex.dir(rootFd, "", root)
 	close(ex.jobs)
 	workers.Wait()
@@ -154,29 +156,6 @@ func prepareDest(dest string) error {
 		return fmt.Errorf("export to %s: %w: destination exists and is not empty", dest, ErrInvalidArgument)
 	}
 	return nil
-}
-
-func (ex *exporter) reportProgress(fn func(Progress)) (stop func()) {
-	if fn == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fn(Progress{Entries: ex.entries.Load(), Bytes: ex.bytes.Load()})
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 func (ex *exporter) where(rel string) string {

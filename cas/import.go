@@ -182,7 +182,9 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 			im.worker()
 		}()
 	}
-	stopProgress := im.reportProgress(opts.Progress)
+	stopProgress := reportProgress(opts.Progress, func() Progress {
+		return Progress{Entries: im.entries.Load(), Bytes: im.bytes.Load(), NewBytes: im.w.Stats().NewBytes}
+	})
 	scanErr := im.scanDir(int(rootFile.Fd()), top)
 	im.scanning.Wait()
 	close(im.jobs)
@@ -212,7 +214,9 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	return res, nil
 }
 
-func (im *importer) reportProgress(fn func(Progress)) (stop func()) {
+// reportProgress calls fn with sample() about twice a second until stop is
+// called; with no fn it does nothing.
+func reportProgress(fn func(Progress), sample func() Progress) (stop func()) {
 	if fn == nil {
 		return func() {}
 	}
@@ -228,7 +232,7 @@ func (im *importer) reportProgress(fn func(Progress)) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				fn(Progress{Entries: im.entries.Load(), Bytes: im.bytes.Load(), NewBytes: im.w.Stats().NewBytes})
+				fn(sample())
 			}
 		}
 	}()
