@@ -181,8 +181,15 @@ func (ex *exporter) dir(dirfd int, rel string, n *node.Node) error {
 func (ex *exporter) entry(dirfd int, path string, e node.Entry) error {
 	if e.Link != 0 {
 		if l, ok := ex.links[linkKey{e.Hash, e.Link}]; ok {
-			// Another name of an inode already created.
-			if err := unix.Linkat(unix.AT_FDCWD, selfFdPath(l.fd), dirfd, e.Name, unix.AT_SYMLINK_FOLLOW); err != nil {
+			// Another name of an inode already created. AT_EMPTY_PATH
+			// links what the O_PATH descriptor holds, a symlink or a
+			// device as well as a file, but needs CAP_DAC_READ_SEARCH;
+			// following the /proc link works without it for files.
+			err := unix.Linkat(l.fd, "", dirfd, e.Name, unix.AT_EMPTY_PATH)
+			if err != nil && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT)) {
+				err = unix.Linkat(unix.AT_FDCWD, selfFdPath(l.fd), dirfd, e.Name, unix.AT_SYMLINK_FOLLOW)
+			}
+			if err != nil {
 				return fmt.Errorf("link: %w", err)
 			}
 			if l.remaining--; l.remaining == 0 {
@@ -215,13 +222,9 @@ func (ex *exporter) entry(dirfd int, path string, e node.Entry) error {
 		if err != nil {
 			return fmt.Errorf("create: %w", err)
 		}
-		if e.Link != 0 && n.Nlink > 1 {
-			pfd, err := unix.Openat(dirfd, e.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil {
-				unix.Close(fd)
-				return err
-			}
-			ex.links[linkKey{e.Hash, e.Link}] = &linkState{fd: pfd, remaining: n.Nlink - 1}
+		if err := ex.firstLink(dirfd, e, n); err != nil {
+			unix.Close(fd)
+			return err
 		}
 		// The os.File owns the descriptor from here on (see queueFile).
 		f := os.NewFile(uintptr(fd), e.Name)
@@ -242,7 +245,24 @@ func (ex *exporter) entry(dirfd int, path string, e node.Entry) error {
 			return fmt.Errorf("mknod: %w", err)
 		}
 	}
+	if err := ex.firstLink(dirfd, e, n); err != nil {
+		return err
+	}
 	return ex.setMeta(dirfd, e.Name, n, false)
+}
+
+// firstLink remembers the first name of an inode with more names to come,
+// as an O_PATH descriptor to link them to.
+func (ex *exporter) firstLink(dirfd int, e node.Entry, n *node.Node) error {
+	if e.Link == 0 || n.Nlink <= 1 {
+		return nil
+	}
+	pfd, err := unix.Openat(dirfd, e.Name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	ex.links[linkKey{e.Hash, e.Link}] = &linkState{fd: pfd, remaining: n.Nlink - 1}
+	return nil
 }
 
 func (ex *exporter) worker() {

@@ -65,7 +65,7 @@ type scanned struct {
 	xattrs   []node.Xattr
 	target   string
 	children []*scanned
-	group    *linkGroup // regular files
+	group    *linkGroup // every inode but directories
 }
 
 // linkGroup is one regular-file inode: its content is read once however
@@ -265,10 +265,17 @@ func (im *importer) scanDir(dirfd int, e *scanned) error {
 		}
 		e.children = append(e.children, c)
 		im.entries.Add(1)
-		switch c.st.Mode & unix.S_IFMT {
+		typ := c.st.Mode & unix.S_IFMT
+		first := true
+		if typ != unix.S_IFDIR {
+			first = im.group(c)
+		}
+		switch typ {
 		case unix.S_IFREG:
-			if err := im.queueFile(dirfd, c); err != nil {
-				return err
+			if first {
+				if err := im.queueFile(dirfd, c); err != nil {
+					return err
+				}
 			}
 		case unix.S_IFLNK:
 			if c.target, err = readlinkat(dirfd, name); err != nil {
@@ -302,25 +309,29 @@ func (im *importer) scanDir(dirfd int, e *scanned) error {
 	return nil
 }
 
-func (im *importer) queueFile(dirfd int, c *scanned) error {
-	if c.st.Nlink > 1 {
-		key := inodeKey{dev: c.st.Dev, ino: c.st.Ino}
-		im.inodesMu.Lock()
-		g, ok := im.inodes[key]
-		if ok {
-			g.names++
-			c.group = g
-		} else {
-			c.group = &linkGroup{names: 1}
-			im.inodes[key] = c.group
-		}
-		im.inodesMu.Unlock()
-		if ok {
-			return nil
-		}
-	} else {
+// group puts c, which is not a directory, in its inode's link group and
+// reports whether it is the inode's first name in the tree (whose content
+// is read; the others only count).
+func (im *importer) group(c *scanned) bool {
+	if c.st.Nlink <= 1 {
 		c.group = &linkGroup{names: 1}
+		return true
 	}
+	key := inodeKey{dev: c.st.Dev, ino: c.st.Ino}
+	im.inodesMu.Lock()
+	defer im.inodesMu.Unlock()
+	if g, ok := im.inodes[key]; ok {
+		g.names++
+		c.group = g
+		return false
+	}
+	c.group = &linkGroup{names: 1}
+	im.inodes[key] = c.group
+	return true
+}
+
+// queueFile opens regular file c and queues it for the workers.
+func (im *importer) queueFile(dirfd int, c *scanned) error {
 	fd, err := unix.Openat(dirfd, c.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", im.where(c), err)
@@ -517,13 +528,19 @@ func (im *importer) build(e *scanned) (digest.Hash, uint32, error) {
 	if err != nil {
 		return digest.Hash{}, 0, fmt.Errorf("import %s: %w", im.where(e), err)
 	}
-	switch n.Type {
-	case node.TypeRegular:
+	if n.Type != node.TypeDir {
+		// One node per inode, however many names it has.
 		g := e.group
 		if g.built {
 			return g.hash, g.link, nil
 		}
-		n.Nlink, n.Size, n.Chunks = g.names, g.size, g.chunks
+		n.Nlink = g.names
+		switch n.Type {
+		case node.TypeRegular:
+			n.Size, n.Chunks = g.size, g.chunks
+		case node.TypeSymlink:
+			n.Target = e.target
+		}
 		if g.hash, err = im.w.PutNode(n); err != nil {
 			return g.hash, 0, fmt.Errorf("import %s: %w", im.where(e), err)
 		}
@@ -539,8 +556,8 @@ func (im *importer) build(e *scanned) (digest.Hash, uint32, error) {
 		}
 		g.built, g.chunks = true, nil
 		return g.hash, g.link, nil
-	case node.TypeSymlink:
-		n.Target = e.target
+	}
+	switch n.Type {
 	case node.TypeDir:
 		n.Entries = make([]node.Entry, len(e.children))
 		for i, c := range e.children {

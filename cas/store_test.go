@@ -629,3 +629,35 @@ func TestReimportReusesUnchangedFiles(t *testing.T) {
 		t.Fatalf("after gc freed everything: reused %d bytes, tree %s (want %s)", fourth.ReusedBytes, fourth.Tree, third.Tree)
 	}
 }
+
+// Hard links are not only for regular files: a symlink, a FIFO (and, as
+// root, a device) can have several names too.
+func TestHardLinkedSpecialFilesRoundTrip(t *testing.T) {
+	s := openTestStore(t, Options{})
+	src := t.TempDir()
+	must(t, os.Symlink("target", filepath.Join(src, "sym")))
+	must(t, unix.Linkat(unix.AT_FDCWD, filepath.Join(src, "sym"), unix.AT_FDCWD, filepath.Join(src, "sym2"), 0))
+	must(t, unix.Mkfifo(filepath.Join(src, "fifo"), 0o600))
+	must(t, os.Mkdir(filepath.Join(src, "d"), 0o755))
+	must(t, os.Link(filepath.Join(src, "fifo"), filepath.Join(src, "d/fifo2")))
+	must(t, os.Symlink("alone", filepath.Join(src, "single")))
+	ctx := context.Background()
+	res, err := s.Import(ctx, src, ImportOptions{})
+	must(t, err)
+	dst := filepath.Join(t.TempDir(), "out")
+	_, err = s.Export(ctx, res.Tree, dst, ExportOptions{})
+	must(t, err)
+	for _, pair := range [][2]string{{"sym", "sym2"}, {"fifo", "d/fifo2"}} {
+		var a, b unix.Stat_t
+		must(t, unix.Lstat(filepath.Join(dst, pair[0]), &a))
+		must(t, unix.Lstat(filepath.Join(dst, pair[1]), &b))
+		if a.Ino != b.Ino || a.Nlink != 2 {
+			t.Errorf("%s and %s: inodes %d and %d, nlink %d; want one inode with 2 links", pair[0], pair[1], a.Ino, b.Ino, a.Nlink)
+		}
+	}
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(dst, "single"), &st))
+	if st.Nlink != 1 {
+		t.Errorf("a lone symlink exported with %d links", st.Nlink)
+	}
+}

@@ -115,6 +115,9 @@ func metaFromStat(st *unix.Stat_t, xattrs []node.Xattr) (*node.Node, error) {
 		Type: t, Perm: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
 		MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec), Xattrs: xattrs,
 	}
+	if t != node.TypeDir {
+		n.Nlink = 1 // the importer counts the names it finds
+	}
 	if t == node.TypeChar || t == node.TypeBlock {
 		n.Rdev = st.Rdev
 	}

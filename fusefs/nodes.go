@@ -187,11 +187,13 @@ func (r *roFS) fillAttr(info *nodeInfo, ino uint64, out *fuse.Attr, path func() 
 		Ctime: uint64(n.MtimeSec), Ctimensec: n.MtimeNsec,
 		Blksize: 4096,
 	}
+	if n.Nlink > 1 {
+		out.Nlink = n.Nlink // every inode but a directory counts its names
+	}
 	switch n.Type {
 	case node.TypeRegular:
 		out.Size = n.Size
 		out.Blocks = info.blocks
-		out.Nlink = n.Nlink
 	case node.TypeDir:
 		out.Size = 4096
 		out.Blocks = 8

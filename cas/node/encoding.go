@@ -22,7 +22,8 @@ const maxChunkSize = math.MaxInt64
 //	uvarint type (S_IFMT >> 12), uvarint perm, uvarint uid, uvarint gid
 //	varint mtime seconds, uvarint mtime nanoseconds
 //	uvarint xattr count, each: uvarint len, name, uvarint len, value
-//	regular:   uvarint nlink, uvarint size, uvarint chunk count,
+//	not a directory: uvarint nlink
+//	regular:   uvarint size, uvarint chunk count,
 //	           each: uvarint size<<1|hole, then the 32-byte hash unless a hole
 //	symlink:   uvarint len, target
 //	device:    uvarint rdev
@@ -46,9 +47,11 @@ func (n *Node) Encode() ([]byte, error) {
 		b = appendBytes(b, []byte(x.Name))
 		b = appendBytes(b, x.Value)
 	}
+	if n.Type != TypeDir {
+		b = binary.AppendUvarint(b, uint64(n.Nlink))
+	}
 	switch n.Type {
 	case TypeRegular:
-		b = binary.AppendUvarint(b, uint64(n.Nlink))
 		b = binary.AppendUvarint(b, n.Size)
 		b = binary.AppendUvarint(b, uint64(len(n.Chunks)))
 		for _, c := range n.Chunks {
@@ -245,9 +248,11 @@ func (d *decoder) node() (*Node, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
+	if n.Type != TypeDir {
+		n.Nlink = d.uint32("link count")
+	}
 	switch n.Type {
 	case TypeRegular:
-		n.Nlink = d.uint32("link count")
 		n.Size = d.uvarint("size")
 		if nc := d.count("chunks", 1); nc > 0 {
 			n.Chunks = make([]Chunk, nc)

@@ -8,8 +8,8 @@
 // the same bytes, and Decode accepts only bytes that Encode would produce, so
 // a node that decodes is exactly the node that was hashed.
 //
-// Hard links: a regular file records Nlink, the number of names it has in the
-// tree. The names of one inode are directory entries that carry the same node
+// Hard links: every inode but a directory records Nlink, the number of
+// names it has in the tree. The names of one inode are directory entries that carry the same node
 // hash and the same non-zero Entry.Link. Link numbers only tell apart inodes
 // whose nodes are identical (same content, same metadata, same Nlink), so they
 // are local: adding a hard link in one place never renumbers another.
@@ -110,7 +110,7 @@ type Node struct {
 	MtimeNsec uint32
 	Xattrs    []Xattr // sorted by name, names unique
 
-	Nlink   uint32  // regular files: names in the tree (≥ 1)
+	Nlink   uint32  // everything but directories: names in the tree (≥ 1)
 	Size    uint64  // regular files: content length, the sum of Chunks' sizes
 	Chunks  []Chunk // regular files
 	Target  string  // symlinks
@@ -205,8 +205,13 @@ func (n *Node) Validate() error {
 			return fmt.Errorf("%w: xattrs not sorted or repeated at %q", ErrInvalid, x.Name)
 		}
 	}
-	if n.Type != TypeRegular && (n.Nlink != 0 || n.Size != 0 || len(n.Chunks) != 0) {
+	if n.Type != TypeRegular && (n.Size != 0 || len(n.Chunks) != 0) {
 		return fmt.Errorf("%w: %s with file content", ErrInvalid, n.Type)
+	}
+	if (n.Type == TypeDir) != (n.Nlink == 0) {
+		// Directories' link counts follow from their entries; every
+		// other inode says how many names it has, hard links included.
+		return fmt.Errorf("%w: %s with link count %d", ErrInvalid, n.Type, n.Nlink)
 	}
 	if n.Type != TypeSymlink && n.Target != "" {
 		return fmt.Errorf("%w: %s with a symlink target", ErrInvalid, n.Type)
@@ -219,9 +224,6 @@ func (n *Node) Validate() error {
 	}
 	switch n.Type {
 	case TypeRegular:
-		if n.Nlink == 0 {
-			return fmt.Errorf("%w: file with no links", ErrInvalid)
-		}
 		var sum uint64
 		for i, c := range n.Chunks {
 			if c.Size == 0 {
