@@ -216,10 +216,25 @@ type FsckResult struct {
 	GarbageNodes int      `json:"garbage_nodes"`
 }
 
-// MountRequest mounts Tree (a ref or hash) read-only at Mountpoint (absolute).
+// MountRequest mounts Tree (a ref or hash) at Mountpoint (absolute):
+// read-only, or with Writable a copy-on-write view (Tree may then be empty:
+// an empty tree).
 type MountRequest struct {
-	Tree       string `json:"tree"`
+	Tree       string `json:"tree,omitempty"`
 	Mountpoint Path   `json:"mountpoint"`
+	Writable   bool   `json:"writable,omitempty"`
+}
+
+// CommitRequest stores what a writable mount holds now.
+type CommitRequest struct {
+	Mountpoint Path     `json:"mountpoint"`
+	Refs       []string `json:"refs,omitempty"`
+}
+
+// CommitResult is the committed tree.
+type CommitResult struct {
+	Tree       string  `json:"tree"`
+	ElapsedSec float64 `json:"elapsed_seconds"`
 }
 
 // MountInfo describes a mount the daemon serves.
@@ -227,6 +242,7 @@ type MountInfo struct {
 	Mountpoint Path      `json:"mountpoint"`
 	Tree       string    `json:"tree"`
 	Name       string    `json:"name,omitempty"` // the ref it was mounted by, if any
+	Writable   bool      `json:"writable"`
 	Created    time.Time `json:"created"`
 }
 

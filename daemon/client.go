@@ -165,6 +165,13 @@ func (c *Client) Mount(ctx context.Context, req MountRequest) (MountInfo, error)
 	return r, err
 }
 
+// Commit stores what a writable mount holds now.
+func (c *Client) Commit(ctx context.Context, req CommitRequest) (CommitResult, error) {
+	var r CommitResult
+	err := c.call(ctx, "commit", req, nil, nil, &r)
+	return r, err
+}
+
 // Unmount detaches a mount.
 func (c *Client) Unmount(ctx context.Context, req UnmountRequest) (MountInfo, error) {
 	var r MountInfo

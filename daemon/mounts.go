@@ -9,21 +9,47 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/fusefs"
 )
 
 // mountEntry is a mount the daemon serves.
 type mountEntry struct {
+	m       mounted
+	cow     *fusefs.CowMount // nil for a read-only mount
+	scratch string           // a writable mount's copied-up files
+	// commitMu serializes commits of one mount.
+	commitMu sync.Mutex
+
+	mu      sync.Mutex // guards info.Tree and release, which a commit moves
 	info    MountInfo
-	m       *fusefs.Mount
 	release func() // the tree's pin
 }
+
+// mounted is what both kinds of mount have.
+type mounted interface {
+	Unmount(lazy bool) error
+	Wait()
+}
+
+// casWriter adapts *cas.Writer to what a copy-on-write mount commits with.
+// Close does nothing: the daemon closes the Writer itself once it has
+// pinned the new tree, so that no GC can slip in between.
+type casWriter struct{ w *cas.Writer }
+
+func (c casWriter) PutFile(ctx context.Context, f *os.File, size int64) ([]node.Chunk, uint64, error) {
+	return c.w.PutFile(ctx, f, size)
+}
+func (c casWriter) PutNode(n *node.Node) (digest.Hash, error)     { return c.w.PutNode(n) }
+func (c casWriter) Commit(tree digest.Hash, refs ...string) error { return c.w.Commit(tree, refs...) }
+func (c casWriter) Close() error                                  { return nil }
 
 // The daemon records its mounts in <store>/mounts.json, so that after a
 // SIGKILL the next daemon can find the dead ones (ENOTCONN for every user)
@@ -35,7 +61,9 @@ func (d *Daemon) mountsFile() string { return filepath.Join(d.store.Dir(), mount
 func (d *Daemon) saveMounts() {
 	infos := make([]MountInfo, 0, len(d.mounts))
 	for _, e := range d.mounts {
+		e.mu.Lock()
 		infos = append(infos, e.info)
+		e.mu.Unlock()
 	}
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Mountpoint < infos[j].Mountpoint })
 	b, _ := json.MarshalIndent(infos, "", "  ")
@@ -135,9 +163,12 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: mountpoint %s is not a directory", cas.ErrInvalidArgument, mp)
 	}
-	h, release, err := d.resolvePinned(req.Tree)
-	if err != nil {
-		return nil, err
+	var h digest.Hash
+	release := func() {}
+	if req.Tree != "" || !req.Writable {
+		if h, release, err = d.resolvePinned(req.Tree); err != nil {
+			return nil, err
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -145,25 +176,41 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 		release()
 		return nil, fmt.Errorf("%w: %s already has a forge mount", cas.ErrInvalidArgument, mp)
 	}
-	m, err := fusefs.MountReadOnly(mp, d.nodes, h, fusefs.Options{
-		AllowOther: true,
-		Name:       "forge:" + h.Short(),
-		Logf:       d.cfg.Logf,
-		Statfs:     d.statfs,
-	})
+	opts := fusefs.Options{AllowOther: true, Name: "forge:" + h.Short(), Logf: d.cfg.Logf, Statfs: d.statfs}
+	e := &mountEntry{release: release}
+	if req.Writable {
+		// Stages run on writable mounts: debootstrap makes device nodes,
+		// packages install setuid binaries.
+		opts.Name, opts.Suid, opts.Dev = "forge-rw:"+h.Short(), true, true
+		// Copied-up files live under <store>/tmp/, which the next daemon
+		// (cas.Open) clears after a crash.
+		e.scratch, err = os.MkdirTemp(filepath.Join(d.store.Dir(), "tmp"), "mount-")
+		if err == nil {
+			e.cow, err = fusefs.MountCopyOnWrite(mp, d.nodes, h, fusefs.CowOptions{Options: opts, Scratch: e.scratch})
+			e.m = e.cow
+		}
+	} else {
+		e.m, err = fusefs.MountReadOnly(mp, d.nodes, h, opts)
+	}
 	if err != nil {
 		release()
+		if e.scratch != "" {
+			os.RemoveAll(e.scratch)
+		}
 		return nil, fmt.Errorf("mount %s at %s: %w", h.Short(), mp, err)
 	}
-	info := MountInfo{Mountpoint: Path(mp), Tree: h.String(), Created: time.Now().UTC()}
-	if _, perr := digest.Parse(req.Tree); perr != nil {
-		info.Name = req.Tree
+	info := MountInfo{Mountpoint: Path(mp), Writable: req.Writable, Created: time.Now().UTC()}
+	if req.Tree != "" {
+		info.Tree = h.String()
+		if _, perr := digest.Parse(req.Tree); perr != nil {
+			info.Name = req.Tree
+		}
 	}
-	e := &mountEntry{info: info, m: m, release: release}
+	e.info = info
 	d.mounts[mp] = e
 	d.saveMounts()
 	go d.watch(e)
-	d.cfg.Logf("mounted %s at %s", h.Short(), mp)
+	d.cfg.Logf("mounted %s at %s (writable: %v)", h.Short(), mp, req.Writable)
 	return info, nil
 }
 
@@ -177,7 +224,73 @@ func (d *Daemon) watch(e *mountEntry) {
 		delete(d.mounts, string(e.info.Mountpoint))
 		d.saveMounts()
 	}
+	e.mu.Lock()
 	e.release()
+	e.mu.Unlock()
+	if e.scratch != "" {
+		if err := os.RemoveAll(e.scratch); err != nil {
+			d.cfg.Logf("remove scratch %s: %v", e.scratch, err)
+		}
+	}
+}
+
+// commit stores what a writable mount holds now and moves the mount's pin
+// to the new tree (whose nodes the mount's unchanged files now name).
+func (d *Daemon) commit(ctx context.Context, body []byte, _ func(event) error) (any, error) {
+	req, err := decode[CommitRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range req.Refs {
+		if err := cas.ValidRefName(r); err != nil {
+			return nil, err
+		}
+	}
+	mp := filepath.Clean(string(req.Mountpoint))
+	d.mu.Lock()
+	e, ok := d.mounts[mp]
+	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: not a mount of store %s", mp, cas.ErrNotFound, d.store.Dir())
+	}
+	if e.cow == nil {
+		return nil, fmt.Errorf("%w: %s is a read-only mount (mount it with --rw to commit)", cas.ErrInvalidArgument, mp)
+	}
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
+	start := time.Now()
+	var writers []*cas.Writer
+	defer func() {
+		for _, w := range writers {
+			w.Close()
+		}
+	}()
+	h, err := e.cow.Commit(ctx, func() (fusefs.Writer, error) {
+		w, err := d.store.NewWriter()
+		if err != nil {
+			return nil, err
+		}
+		writers = append(writers, w)
+		return casWriter{w}, nil
+	}, req.Refs...)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", mp, err)
+	}
+	release, err := d.store.Pin(h)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", mp, err)
+	}
+	e.mu.Lock()
+	old := e.release
+	e.release = release
+	e.info.Tree = h.String()
+	e.mu.Unlock()
+	old()
+	d.mu.Lock()
+	d.saveMounts()
+	d.mu.Unlock()
+	d.cfg.Logf("committed %s as %s in %s", mp, h.Short(), time.Since(start).Round(time.Millisecond))
+	return CommitResult{Tree: h.String(), ElapsedSec: time.Since(start).Seconds()}, nil
 }
 
 func (d *Daemon) unmount(ctx context.Context, body []byte, _ func(event) error) (any, error) {
@@ -209,7 +322,9 @@ func (d *Daemon) listMounts(ctx context.Context, _ []byte, _ func(event) error) 
 	defer d.mu.Unlock()
 	out := make([]MountInfo, 0, len(d.mounts))
 	for _, e := range d.mounts {
+		e.mu.Lock()
 		out = append(out, e.info)
+		e.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Mountpoint < out[j].Mountpoint })
 	return out, nil
@@ -229,6 +344,11 @@ func (d *Daemon) unmountAll() {
 			continue
 		}
 		e.m.Wait()
+		// watch removes the scratch space too, but the daemon may exit
+		// before it runs.
+		if e.scratch != "" {
+			os.RemoveAll(e.scratch)
+		}
 		d.cfg.Logf("unmounted %s", e.info.Mountpoint)
 	}
 }

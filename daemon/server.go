@@ -44,7 +44,7 @@ type Daemon struct {
 	cfg   Config
 	gid   int // -1 without Group
 	store *cas.Store
-	nodes fusefs.Source // decoded-node cache shared by every mount
+	nodes *fusefs.Cache // decoded nodes and chunks, shared by every mount
 	ln    net.Listener
 	srv   *http.Server
 	start time.Time
@@ -269,6 +269,7 @@ func (d *Daemon) routes() *http.ServeMux {
 		"gc":       d.gc,
 		"fsck":     d.fsck,
 		"mount":    d.mount,
+		"commit":   d.commit,
 		"umount":   d.unmount,
 		"mounts":   d.listMounts,
 		"shutdown": d.shutdown,

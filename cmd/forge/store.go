@@ -134,12 +134,29 @@ func storeCommands() []*command {
 		},
 		{
 			name: "store mount",
-			summary: "Mount a stored tree read-only at MOUNTPOINT (any user may look; modes apply).\n" +
-				"The mount stays after this command exits, until 'forge store umount'.",
-			usage:   "[--store DIR] REF|HASH MOUNTPOINT",
-			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base",
-			flags:   storeFlag,
-			run:     runMount,
+			summary: "Mount a stored tree at MOUNTPOINT: read-only (any user may look; modes apply), or with\n" +
+				"--rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
+				"'forge store commit' stores. The mount stays after this command exits, until 'forge store umount'.",
+			usage: "[--store DIR] [--rw] [REF|HASH] MOUNTPOINT",
+			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base\n" +
+				"  forge store mount --store /var/cache/forge --rw debian-base /mnt/stage",
+			flags: func(fs *pflag.FlagSet) {
+				storeFlag(fs)
+				fs.Bool("rw", false, "mount copy-on-write: writes go to scratch files until committed")
+			},
+			run: runMount,
+		},
+		{
+			name: "store commit",
+			summary: "Store what a writable mount holds now; the last line of stdout is the new tree hash.\n" +
+				"The mount stays writable, and the next commit stores only what changed since this one.",
+			usage:   "[--store DIR] [--ref NAME] MOUNTPOINT",
+			example: "  forge store commit --store /var/cache/forge --ref stage-1 /mnt/stage",
+			flags: func(fs *pflag.FlagSet) {
+				storeFlag(fs)
+				fs.StringArray("ref", nil, "also point ref `NAME` at the tree (repeatable)")
+			},
+			run: runCommit,
 		},
 		{
 			name:    "store umount",
@@ -353,19 +370,59 @@ func runFsck(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 }
 
 func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
-	if fs.NArg() != 2 {
-		return usagef("want REF|HASH and MOUNTPOINT, got %d arguments", fs.NArg())
+	rw, _ := fs.GetBool("rw")
+	var req daemon.MountRequest
+	switch {
+	case fs.NArg() == 2:
+		req.Tree = fs.Arg(0)
+	case fs.NArg() == 1 && rw:
+		// An empty tree.
+	default:
+		return usagef("want REF|HASH and MOUNTPOINT (REF|HASH is optional with --rw), got %d arguments", fs.NArg())
 	}
-	mp, err := absArg(fs.Arg(1))
+	mp, err := absArg(fs.Arg(fs.NArg() - 1))
+	if err != nil {
+		return err
+	}
+	req.Mountpoint, req.Writable = daemon.Path(mp), rw
+	return withClient(ctx, fs, func(c *daemon.Client) error {
+		info, err := c.Mount(ctx, req)
+		if err != nil {
+			return err
+		}
+		what, how := "tree "+info.Tree, "read-only"
+		if info.Tree == "" {
+			what = "an empty tree"
+		}
+		if rw {
+			how = "copy-on-write"
+		}
+		fmt.Fprintf(e.stderr, "mounted %s %s at %s\n", what, how, cas.QuotePath(string(info.Mountpoint)))
+		return nil
+	})
+}
+
+func runCommit(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	if fs.NArg() != 1 {
+		return usagef("want one MOUNTPOINT, got %d arguments", fs.NArg())
+	}
+	refs, _ := fs.GetStringArray("ref")
+	for _, r := range refs {
+		if err := cas.ValidRefName(r); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	mp, err := absArg(fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	return withClient(ctx, fs, func(c *daemon.Client) error {
-		info, err := c.Mount(ctx, daemon.MountRequest{Tree: fs.Arg(0), Mountpoint: daemon.Path(mp)})
+		res, err := c.Commit(ctx, daemon.CommitRequest{Mountpoint: daemon.Path(mp), Refs: refs})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "mounted tree %s read-only at %s\n", info.Tree, cas.QuotePath(string(info.Mountpoint)))
+		fmt.Fprintf(e.stderr, "committed %s in %.3fs\n", cas.QuotePath(mp), res.ElapsedSec)
+		fmt.Fprintln(e.stdout, res.Tree)
 		return nil
 	})
 }
@@ -399,9 +456,16 @@ func runMounts(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 			return writeJSON(e, mounts)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "MOUNTPOINT\tTREE\tREF\tAGE")
+		fmt.Fprintln(tw, "MOUNTPOINT\tTREE\tREF\tMODE\tAGE")
 		for _, m := range mounts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cas.QuotePath(string(m.Mountpoint)), m.Tree[:12], m.Name, time.Since(m.Created).Round(time.Second))
+			tree, mode := "(empty)", "ro"
+			if m.Tree != "" {
+				tree = m.Tree[:12]
+			}
+			if m.Writable {
+				mode = "rw"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cas.QuotePath(string(m.Mountpoint)), tree, m.Name, mode, time.Since(m.Created).Round(time.Second))
 		}
 		return tw.Flush()
 	})

@@ -1,0 +1,272 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/node"
+)
+
+// Writer stores a mount's changes; the daemon adapts *cas.Writer to it.
+type Writer interface {
+	// PutFile stores the first size bytes of f and returns its chunks and
+	// length (cas.Writer.PutFile).
+	PutFile(ctx context.Context, f *os.File, size int64) ([]node.Chunk, uint64, error)
+	// PutNode stores n and returns its hash.
+	PutNode(n *node.Node) (digest.Hash, error)
+	// Commit makes what was put durable and points refs at tree.
+	Commit(tree digest.Hash, refs ...string) error
+	Close() error
+}
+
+// CowOptions tune a copy-on-write mount.
+type CowOptions struct {
+	Options // as for read-only mounts
+	// Scratch is an empty directory for copied-up and new files. The
+	// mount never removes it: its owner does, after Wait.
+	Scratch string
+}
+
+// CowMount is a writable view of a stored tree.
+type CowMount struct {
+	Mount
+	fsys *cowFS
+}
+
+// cowIno0 starts the inode numbers given to nodes the mount creates: stored
+// nodes get numbers hashed over the whole 64-bit range, so a collision is as
+// unlikely as between two stored names.
+const cowIno0 = 1 << 62
+
+// MountCopyOnWrite mounts a writable view of tree (digest.Zero: an empty
+// tree) at mountpoint and returns once the kernel has it mounted. It reads
+// the root node only: directories are merged with their stored entries as
+// the kernel looks names up, so mounting costs the same for any tree.
+func MountCopyOnWrite(mountpoint string, src *Cache, tree digest.Hash, opts CowOptions) (*CowMount, error) {
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s read-write: %w", tree.Short(), err)
+	}
+	mountpoint = abs
+	if opts.Scratch == "" {
+		return nil, fmt.Errorf("mount %s read-write at %s: no scratch directory", tree.Short(), mountpoint)
+	}
+	if st, err := os.Stat(opts.Scratch); err != nil {
+		return nil, fmt.Errorf("mount %s read-write at %s: scratch: %w", tree.Short(), mountpoint, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("mount %s read-write at %s: scratch %s is not a directory", tree.Short(), mountpoint, opts.Scratch)
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	name := opts.Name
+	if name == "" {
+		name = "forge-rw:" + tree.Short()
+	}
+	fsys := &cowFS{
+		cache:    src,
+		scratch:  opts.Scratch,
+		name:     name,
+		logf:     logf,
+		statfsFn: opts.Statfs,
+		nextIno:  cowIno0,
+		links:    map[linkKey]*cowNode{},
+	}
+	var root *cowNode
+	if tree.IsZero() {
+		root = fsys.newCowNode(&node.Node{Type: node.TypeDir, Perm: 0o755}, time.Now())
+	} else {
+		info, err := src.info(tree)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s read-write at %s: %w", tree.Short(), mountpoint, err)
+		}
+		if info.node.Type != node.TypeDir {
+			return nil, fmt.Errorf("mount %s read-write at %s: the tree's root is a %s, not a directory", tree.Short(), mountpoint, info.node.Type)
+		}
+		root = fsys.baseCowNode(info)
+	}
+	root.ino = rootIno
+	fsys.root = root
+
+	logger := log.New(logWriter(logf), "", 0)
+	var flags uintptr
+	if !opts.Suid {
+		flags |= unix.MS_NOSUID
+	}
+	if !opts.Dev {
+		flags |= unix.MS_NODEV
+	}
+	if flags == 0 {
+		// go-fuse reads zero as "nosuid,nodev"; MS_MGC_VAL is ignored by
+		// the kernel and means no flags.
+		flags = unix.MS_MGC_VAL
+	}
+	// Every change goes through this server, and the kernel drops what it
+	// cached of the entries and inodes a request changes: it may trust the
+	// rest for as long as it likes.
+	timeout := cacheTimeout
+	fsOpts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:           opts.AllowOther,
+			Options:              []string{"default_permissions"},
+			FsName:               name,
+			Name:                 FSType,
+			MaxWrite:             1 << 20,
+			DirectMountStrict:    true,
+			DirectMountFlags:     flags,
+			EnableSymlinkCaching: true,
+			EnableAcl:            true,
+			// The server applies the umask itself (cowRaw): with a
+			// default ACL on the parent the umask does not apply, and
+			// only the server knows the ACL.
+			ExtraCapabilities: fuse.CAP_DONT_MASK,
+			Debug:             opts.Debug,
+			Logger:            logger,
+		},
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		NullPermissions: true,
+		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
+		Logger:          logger,
+	}
+	var before unix.Stat_t
+	if err := unix.Stat(mountpoint, &before); err != nil {
+		return nil, fmt.Errorf("mount %s read-write: %w", tree.Short(), &os.PathError{Op: "stat", Path: mountpoint, Err: err})
+	}
+	if before.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("mount %s read-write: %w", tree.Short(), &os.PathError{Op: "mount", Path: mountpoint, Err: unix.ENOTDIR})
+	}
+	raw := fs.NewNodeFS(root, fsOpts)
+	server, err := fuse.NewServer(cowRaw{raw}, mountpoint, &fsOpts.MountOptions)
+	if err != nil {
+		var after unix.Stat_t
+		if serr := unix.Stat(mountpoint, &after); serr != nil || after.Dev != before.Dev {
+			unix.Unmount(mountpoint, unix.MNT_DETACH)
+		}
+		return nil, fmt.Errorf("mount %s read-write at %s: %w", tree.Short(), mountpoint, err)
+	}
+	m := &CowMount{Mount: Mount{mountpoint: mountpoint, tree: tree, done: make(chan struct{})}, fsys: fsys}
+	go func() {
+		server.Serve()
+		close(m.done)
+	}()
+	if err := server.WaitMount(); err != nil {
+		unix.Unmount(mountpoint, unix.MNT_DETACH)
+		<-m.done
+		return nil, fmt.Errorf("mount %s read-write at %s: %w", tree.Short(), mountpoint, err)
+	}
+	setReadahead(mountpoint, readaheadKiB, logf)
+	return m, nil
+}
+
+// Tree is the hash of the tree last committed, or of the tree mounted
+// before any commit.
+func (m *CowMount) Tree() digest.Hash {
+	m.fsys.mu.Lock()
+	defer m.fsys.mu.Unlock()
+	return m.fsys.tree
+}
+
+// linkKey names one hard-linked inode of the stored tree.
+type linkKey struct {
+	hash digest.Hash
+	link uint32
+}
+
+// cowFS is what the nodes of one copy-on-write mount share. Its mutex
+// guards every node's state and the structure of the tree.
+type cowFS struct {
+	cache    *Cache
+	scratch  string
+	name     string
+	logf     func(format string, args ...any)
+	statfsFn func() (blocks, bfree, files uint64)
+	root     *cowNode
+
+	mu      sync.Mutex
+	tree    digest.Hash          // last committed (or mounted) tree
+	nextIno uint64               // for nodes the mount creates
+	links   map[linkKey]*cowNode // stored hard-linked inodes looked up so far
+}
+
+// newIno returns an inode number for a new node; fsys.mu is held.
+func (fsys *cowFS) newIno() uint64 {
+	fsys.nextIno++
+	return fsys.nextIno
+}
+
+// scratchPath is where node ino keeps its content once copied up.
+func (fsys *cowFS) scratchPath(ino uint64) string {
+	return filepath.Join(fsys.scratch, fmt.Sprintf("%x", ino))
+}
+
+// cowRaw passes the umask of creating requests on to the nodes: with
+// CAP_DONT_MASK the kernel leaves it to the server, and go-fuse's node API
+// carries only the mode. The umask travels in the mode's bits above S_IFMT,
+// which the kernel never sets.
+type cowRaw struct {
+	fuse.RawFileSystem
+}
+
+const (
+	umaskFlag  = 1 << 31
+	umaskShift = 16
+)
+
+func withUmask(mode, umask uint32) uint32 {
+	return mode&0o177777 | umaskFlag | (umask&0o777)<<umaskShift
+}
+
+// splitUmask returns the mode without the umask, the umask, and whether
+// there was one.
+func splitUmask(mode uint32) (uint32, uint32, bool) {
+	if mode&umaskFlag == 0 {
+		return mode & 0o177777, 0, false
+	}
+	return mode & 0o177777, (mode >> umaskShift) & 0o777, true
+}
+
+func (r cowRaw) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	in.Mode = withUmask(in.Mode, in.Umask)
+	return r.RawFileSystem.Create(cancel, in, name, out)
+}
+
+func (r cowRaw) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	in.Mode = withUmask(in.Mode, in.Umask)
+	return r.RawFileSystem.Tmpfile(cancel, in, out)
+}
+
+func (r cowRaw) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	in.Mode = withUmask(in.Mode, in.Umask)
+	return r.RawFileSystem.Mkdir(cancel, in, name, out)
+}
+
+func (r cowRaw) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	in.Mode = withUmask(in.Mode, in.Umask)
+	return r.RawFileSystem.Mknod(cancel, in, name, out)
+}
+
+// errno turns an error into the errno a request returns, logging it first
+// when it is not a plain errno.
+func (fsys *cowFS) errno(what string, err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	fsys.logf("%s: %s: %v", fsys.name, what, err)
+	return syscall.EIO
+}
