@@ -23,6 +23,7 @@ import (
 // mountEntry is a mount the daemon serves.
 type mountEntry struct {
 	m       mounted
+	gone    chan struct{}    // closed once watch has forgotten the mount and removed its scratch
 	cow     *fusefs.CowMount // nil for a read-only mount
 	scratch string           // a writable mount's copied-up files
 	// commitMu serializes commits of one mount.
@@ -177,7 +178,7 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 		return nil, fmt.Errorf("%w: %s already has a forge mount", cas.ErrInvalidArgument, mp)
 	}
 	opts := fusefs.Options{AllowOther: true, Name: "forge:" + h.Short(), Logf: d.cfg.Logf, Statfs: d.statfs}
-	e := &mountEntry{release: release}
+	e := &mountEntry{release: release, gone: make(chan struct{})}
 	if req.Writable {
 		// Stages run on writable mounts: debootstrap makes device nodes,
 		// packages install setuid binaries.
@@ -217,6 +218,7 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 // watch forgets a mount once its server stops, however it was unmounted
 // (forge store umount, or a plain umount by someone else).
 func (d *Daemon) watch(e *mountEntry) {
+	defer close(e.gone)
 	e.m.Wait()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -312,8 +314,11 @@ func (d *Daemon) unmount(ctx context.Context, body []byte, _ func(event) error) 
 		return nil, fmt.Errorf("unmount %s: %w", mp, err)
 	}
 	if !req.Lazy {
-		e.m.Wait()
+		// Answer once the mount is gone, scratch space included.
+		<-e.gone
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.info, nil
 }
 
@@ -343,13 +348,17 @@ func (d *Daemon) unmountAll() {
 			d.cfg.Logf("unmount %s: %v", e.info.Mountpoint, err)
 			continue
 		}
-		e.m.Wait()
-		// watch removes the scratch space too, but the daemon may exit
-		// before it runs.
-		if e.scratch != "" {
-			os.RemoveAll(e.scratch)
+		select {
+		case <-e.gone:
+			d.cfg.Logf("unmounted %s", e.info.Mountpoint)
+		case <-time.After(10 * time.Second):
+			// Files are still open in the detached mount. Exiting closes
+			// the FUSE connection: they fail with ENOTCONN from then on.
+			d.cfg.Logf("unmounted %s, but files are still open there; they lose their mount as the daemon exits", e.info.Mountpoint)
+			if e.scratch != "" {
+				os.RemoveAll(e.scratch)
+			}
 		}
-		d.cfg.Logf("unmounted %s", e.info.Mountpoint)
 	}
 }
 
