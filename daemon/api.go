@@ -218,11 +218,14 @@ type FsckResult struct {
 
 // MountRequest mounts Tree (a ref or hash) at Mountpoint (absolute):
 // read-only, or with Writable a copy-on-write view (Tree may then be empty:
-// an empty tree).
+// an empty tree). BuildRoot keeps a read-only mount suid and dev, as a
+// buildroot's build tree needs (sudo, device nodes); writable mounts
+// always are.
 type MountRequest struct {
 	Tree       string `json:"tree,omitempty"`
 	Mountpoint Path   `json:"mountpoint"`
 	Writable   bool   `json:"writable,omitempty"`
+	BuildRoot  bool   `json:"build_root,omitempty"`
 }
 
 // CommitRequest stores what a writable mount holds now.

@@ -191,6 +191,7 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 			e.m = e.cow
 		}
 	} else {
+		opts.Suid, opts.Dev = req.BuildRoot, req.BuildRoot
 		e.m, err = fusefs.MountReadOnly(mp, d.nodes, h, opts)
 	}
 	if err != nil {

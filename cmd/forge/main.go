@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+
+	"github.com/forge-build/forge/buildroot"
 )
 
 // command is one `forge …` subcommand.
@@ -49,10 +51,20 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func commands() []*command {
-	return append(storeCommands(), daemonCommands()...)
+	return append(append(storeCommands(), daemonCommands()...), runCommands()...)
 }
 
 func main() {
+	// Re-executions of forge that are not commands: a buildroot's init
+	// (it must run before anything else starts) and a run's reaper.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case buildroot.InitArg:
+			buildroot.Init()
+		case runReaperArg:
+			os.Exit(runReaper(os.Args[2:]))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &env{stdout: os.Stdout, stderr: os.Stderr, stderrIsTTY: isTerminal(os.Stderr)}

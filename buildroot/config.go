@@ -1,0 +1,178 @@
+package buildroot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// InitArg is os.Args[1] of forge re-executed as a buildroot's init; the
+// program's main must call Init first thing when it sees it.
+const InitArg = "__buildroot-init"
+
+// Well-known places inside a buildroot (osbuild's).
+const (
+	TreeDir   = "/run/osbuild/tree"
+	LibDir    = "/run/osbuild/lib"
+	OutputDir = "/run/osbuild/output"
+	APIDir    = "/run/osbuild/api"
+)
+
+// Network says whether the buildroot shares the host's network.
+type Network string
+
+const (
+	NetworkHost    Network = "host"    // stages download packages
+	NetworkPrivate Network = "private" // a new namespace with only lo, up
+)
+
+// Bind is a host path made visible inside the buildroot at Target.
+// Source may be a directory, a file or a socket.
+type Bind struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// Config describes one run.
+type Config struct {
+	// BuildTree is the host path of the build tree ("/" for the host's).
+	BuildTree string
+	// Chroot makes BuildTree itself the root, writable, with its own /etc.
+	Chroot  bool
+	Binds   []Bind
+	Network Network // NetworkHost when empty
+	// Hostname inside the UTS namespace; "forge-buildroot" when empty.
+	Hostname string
+	// Env is the command's whole environment; DefaultEnv() when nil.
+	Env  []string
+	Args []string // the command and its arguments; Args[0] is looked up in PATH
+	Dir  string   // working directory inside; "/" when empty
+	// Timeout kills the whole buildroot after this long (0: none).
+	Timeout time.Duration
+	// Stdin, Stdout, Stderr are passed through; an *os.File (a terminal)
+	// goes through as is.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// ForwardSignals passes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+	// SIGUSR2 and SIGWINCH this process gets on to the command (forge run);
+	// otherwise only ctx ends the run.
+	ForwardSignals bool
+	// StateDir is an empty host directory for the new root's mountpoint;
+	// a temporary one when empty. Nothing is ever mounted on it in the
+	// host's namespace.
+	StateDir string
+	// InitPath is the executable that handles InitArg; /proc/self/exe
+	// when empty.
+	InitPath string
+}
+
+// DefaultEnv is the environment commands get unless the caller says
+// otherwise: the host's is never leaked in.
+func DefaultEnv() []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root",
+		"LANG=C.UTF-8",
+		"SHELL=/bin/sh",
+	}
+}
+
+// Errors a caller may test with errors.Is.
+var (
+	// ErrTimeout: the command ran past Config.Timeout and was killed.
+	ErrTimeout = errors.New("buildroot: timed out")
+	// ErrCommandNotFound: Args[0] is not in the buildroot.
+	ErrCommandNotFound = errors.New("command not found")
+	// ErrNoUsr: the build tree has no /usr directory.
+	ErrNoUsr = errors.New("build tree has no /usr directory")
+)
+
+// SetupError is a failure of one of init's phases, reported back over the
+// sync pipe.
+type SetupError struct {
+	Phase   string
+	Message string
+	kind    string
+}
+
+func (e *SetupError) Error() string {
+	return fmt.Sprintf("buildroot setup, phase %s: %s", e.Phase, e.Message)
+}
+
+// Is maps the kinds init reports onto the package's sentinels.
+func (e *SetupError) Is(target error) bool {
+	switch e.kind {
+	case kindNotFound:
+		return target == ErrCommandNotFound
+	case kindNoUsr:
+		return target == ErrNoUsr
+	}
+	return false
+}
+
+const (
+	kindNotFound = "command_not_found"
+	kindNoUsr    = "no_usr"
+)
+
+// initConfig is what init receives over its config pipe.
+type initConfig struct {
+	BuildTree string   `json:"build_tree"`
+	Chroot    bool     `json:"chroot,omitempty"`
+	Binds     []Bind   `json:"binds,omitempty"`
+	Network   Network  `json:"network"`
+	Hostname  string   `json:"hostname"`
+	Env       []string `json:"env"`
+	Args      []string `json:"args"`
+	Dir       string   `json:"dir"`
+	NewRoot   string   `json:"new_root"`
+}
+
+// initReport is what init sends back over the sync pipe when a phase fails.
+type initReport struct {
+	Phase   string `json:"phase"`
+	Message string `json:"message"`
+	Kind    string `json:"kind,omitempty"`
+}
+
+// check validates a config and fills defaults.
+func (c *Config) check() error {
+	if len(c.Args) == 0 || c.Args[0] == "" {
+		return errors.New("buildroot: no command")
+	}
+	if c.BuildTree == "" || !filepath.IsAbs(c.BuildTree) {
+		return fmt.Errorf("buildroot: build tree %q: must be an absolute path", c.BuildTree)
+	}
+	switch c.Network {
+	case "":
+		c.Network = NetworkHost
+	case NetworkHost, NetworkPrivate:
+	default:
+		return fmt.Errorf("buildroot: network %q: want %q or %q", c.Network, NetworkHost, NetworkPrivate)
+	}
+	if c.Hostname == "" {
+		c.Hostname = "forge-buildroot"
+	}
+	if c.Env == nil {
+		c.Env = DefaultEnv()
+	}
+	if c.Dir == "" {
+		c.Dir = "/"
+	}
+	for i, b := range c.Binds {
+		if !filepath.IsAbs(b.Source) {
+			return fmt.Errorf("buildroot: bind source %q: must be an absolute path", b.Source)
+		}
+		t := path.Clean(b.Target)
+		if !path.IsAbs(t) || t == "/" || strings.HasPrefix(t, "/proc") || strings.HasPrefix(t, "/dev") || strings.HasPrefix(t, "/sys") {
+			return fmt.Errorf("buildroot: bind target %q: want an absolute path outside /, /proc, /dev, /sys", b.Target)
+		}
+		c.Binds[i].Target = t
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package buildroot
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Fds init inherits from Run (ExtraFiles).
+const (
+	configFd = 3 // JSON initConfig, then EOF
+	syncFd   = 4 // an initReport if a phase fails; closed once the command runs
+	lifeFd   = 5 // EOF when the parent dies
+)
+
+// phaseError carries the phase's kind of failure to the report.
+type phaseError struct {
+	kind string
+	err  error
+}
+
+func (e *phaseError) Error() string { return e.err.Error() }
+func (e *phaseError) Unwrap() error { return e.err }
+
+// Init is the buildroot's PID 1: forge re-executed with InitArg inside the
+// new namespaces. It never returns.
+func Init() {
+	// Namespace and mount work stays on this thread; Go must not move
+	// main's goroutine under us mid-phase.
+	runtime.LockOSThread()
+	os.Exit(initMain())
+}
+
+func initMain() int {
+	for _, fd := range []int{configFd, syncFd, lifeFd} {
+		unix.CloseOnExec(fd)
+	}
+	syncPipe := os.NewFile(syncFd, "sync")
+	report := func(phase string, err error) int {
+		r := initReport{Phase: phase, Message: err.Error()}
+		var pe *phaseError
+		if errors.As(err, &pe) {
+			r.Kind = pe.kind
+		}
+		json.NewEncoder(syncPipe).Encode(r)
+		return 255
+	}
+	// Pdeathsig is set by Run already; set it again in case the thread
+	// that forked us is gone, and die with the parent from here on.
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	go watchParent(os.NewFile(lifeFd, "life"))
+
+	var cfg initConfig
+	if err := json.NewDecoder(os.NewFile(configFd, "config")).Decode(&cfg); err != nil {
+		return report("config", err)
+	}
+	r := &rootfs{cfg: &cfg, root: -1}
+	for _, p := range r.phases() {
+		if err := p.run(); err != nil {
+			return report(p.name, err)
+		}
+	}
+	pid, err := startCommand(&cfg)
+	if err != nil {
+		return report("exec", err)
+	}
+	syncPipe.Close()
+	return reapUntil(pid)
+}
+
+// watchParent kills the buildroot when Run's process dies: its end of the
+// life pipe closes.
+func watchParent(life *os.File) {
+	io.Copy(io.Discard, life)
+	unix.Kill(-1, unix.SIGKILL)
+	os.Exit(137)
+}
+
+// lookPath finds args[0] in the PATH of env, inside the new root.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", &phaseError{kindNotFound, fmt.Errorf("command %s: %w: %v", name, ErrCommandNotFound, err)}
+		}
+		return name, nil
+	}
+	pathVar := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathVar = v
+		}
+	}
+	for _, dir := range strings.Split(pathVar, ":") {
+		if dir == "" {
+			continue
+		}
+		p := dir + "/" + name
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", &phaseError{kindNotFound, fmt.Errorf("command %q: %w in the buildroot (PATH=%s)", name, ErrCommandNotFound, pathVar)}
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", p)
+	}
+	return nil
+}
+
+func startCommand(cfg *initConfig) (int, error) {
+	path, err := lookPath(cfg.Args[0], cfg.Env)
+	if err != nil {
+		return 0, err
+	}
+	p, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   cfg.Env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", path, err)
+	}
+	return p.Pid, nil
+}
+
+// reapUntil forwards signals to the command, reaps every process of the
+// namespace, and once the command exits kills what is left and returns
+// the command's status.
+func reapUntil(pid int) int {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+	go func() {
+		for s := range sigs {
+			unix.Kill(pid, s.(unix.Signal))
+		}
+	}()
+	status := -1
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil { // ECHILD: everyone is gone
+			break
+		}
+		if got == pid {
+			switch {
+			case ws.Exited():
+				status = ws.ExitStatus()
+			case ws.Signaled():
+				status = 128 + int(ws.Signal())
+			}
+			// The command is done: whatever it left behind dies now, so
+			// no daemon outlives its stage.
+			unix.Kill(-1, unix.SIGKILL)
+		}
+	}
+	return status
+}

@@ -1,0 +1,350 @@
+package buildroot
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// rootfs builds the new root. Mount targets are reached through O_PATH
+// fds opened inside the root without following symlinks, so a tree's
+// symlink (an image's /proc -> /etc) cannot redirect a mount.
+type rootfs struct {
+	cfg  *initConfig
+	root int // O_PATH fd of the new root, after phase "rootfs"
+}
+
+type phase struct {
+	name string
+	run  func() error
+}
+
+// phases are the steps in order; each comment says why it is where it is.
+func (r *rootfs) phases() []phase {
+	ps := []phase{
+		// Before anything is mounted: nothing we do may propagate to the
+		// host, nor anything of the host's into us.
+		{"private", r.makePrivate},
+		{"rootfs", r.mountRoot},
+	}
+	if !r.cfg.Chroot {
+		ps = append(ps,
+			phase{"buildtree", r.bindBuildTree},
+			// /etc is written while the host's files (resolv.conf, the
+			// build tree's ld.so.conf) are still reachable.
+			phase{"etc", r.writeEtc},
+		)
+	}
+	ps = append(ps,
+		phase{"scratch", r.mountScratch},
+		phase{"dev", r.makeDev},
+		phase{"proc", r.mountProc},
+		phase{"sys", r.mountSys},
+		// Caller binds come after /run's tmpfs, which they live in.
+		phase{"binds", r.bindCaller},
+		phase{"pivot", r.pivot},
+		phase{"network", r.network},
+		phase{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
+	)
+	if !r.cfg.Chroot {
+		// The runner's steps run build-tree tools inside the new root.
+		ps = append(ps, phase{"runner", r.runner})
+	}
+	return ps
+}
+
+func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
+// openDir opens rel (relative to the root) as O_PATH, creating missing
+// directories with mode, refusing symlinks on the way.
+func (r *rootfs) openDir(rel string, mode uint32) (int, error) {
+	cur, err := unix.Dup(r.root)
+	if err != nil {
+		return -1, err
+	}
+	for _, comp := range strings.Split(strings.Trim(path.Clean("/"+rel), "/"), "/") {
+		if comp == "" {
+			continue
+		}
+		if err := unix.Mkdirat(cur, comp, mode); err != nil && err != unix.EEXIST {
+			unix.Close(cur)
+			return -1, fmt.Errorf("mkdir %s in the new root: %w", rel, err)
+		}
+		next, err := unix.Openat2(cur, comp, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_NO_SYMLINKS,
+		})
+		unix.Close(cur)
+		if err != nil {
+			return -1, fmt.Errorf("open %s in the new root (symlinks refused): %w", rel, err)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// openFile creates rel as an empty file (a bind target for a file or a
+// socket) and opens it as O_PATH.
+func (r *rootfs) openFile(rel string) (int, error) {
+	dir, err := r.openDir(path.Dir(rel), 0o755)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(dir)
+	// O_PATH dirfds cannot create files; reopen the directory for that.
+	d, err := unix.Openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(d)
+	f, err := unix.Openat(d, path.Base(rel), unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil && err != unix.ETXTBSY {
+		return -1, fmt.Errorf("create %s in the new root: %w", rel, err)
+	}
+	unix.Close(f)
+	return unix.Openat(d, path.Base(rel), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+}
+
+// mountAt mounts onto the directory rel, creating it.
+func (r *rootfs) mountAt(source, rel, fstype string, flags uintptr, data string) error {
+	fd, err := r.openDir(rel, 0o755)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return mount(source, fdPath(fd), rel, fstype, flags, data)
+}
+
+// bind binds the host path source at rel, a directory or a file like
+// source, read-only if asked.
+func (r *rootfs) bind(source, rel string, readOnly bool) error {
+	fi, err := os.Stat(source)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	open := func() (int, error) {
+		if fi.IsDir() {
+			return r.openDir(rel, 0o755)
+		}
+		return r.openFile(rel)
+	}
+	fd, err := open()
+	if err != nil {
+		return err
+	}
+	err = mount(source, fdPath(fd), rel, "", unix.MS_BIND|unix.MS_REC, "")
+	unix.Close(fd)
+	if err != nil || !readOnly {
+		return err
+	}
+	// Reopen: the old fd names the directory under the new mount.
+	if fd, err = open(); err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", rel, err)
+	}
+	// A bind remount must repeat the flags the mount keeps (nosuid...).
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	for st2ms, ms := range map[int64]uintptr{
+		unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC,
+		unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME, unix.ST_RELATIME: unix.MS_RELATIME,
+	} {
+		if st.Flags&st2ms != 0 {
+			flags |= ms
+		}
+	}
+	return mount("", fdPath(fd), rel, "", flags, "")
+}
+
+func (r *rootfs) makePrivate() error {
+	return mount("", "/", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+}
+
+func (r *rootfs) mountRoot() error {
+	if r.cfg.Chroot {
+		if err := mount(r.cfg.BuildTree, r.cfg.NewRoot, r.cfg.NewRoot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+	} else if err := mount("tmpfs", r.cfg.NewRoot, r.cfg.NewRoot, "tmpfs", 0, "mode=0755"); err != nil {
+		return err
+	}
+	fd, err := unix.Open(r.cfg.NewRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open new root %s: %w", r.cfg.NewRoot, err)
+	}
+	r.root = fd
+	return nil
+}
+
+// usrDirs are bound from the build tree when they are directories, and
+// recreated when they are symlinks (into usr, on merged-/usr systems).
+var usrDirs = []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32"}
+
+func (r *rootfs) bindBuildTree() error {
+	bt := r.cfg.BuildTree
+	fi, err := os.Lstat(filepath.Join(bt, "usr"))
+	if err != nil || !fi.IsDir() {
+		return &phaseError{kindNoUsr, fmt.Errorf("build tree %s: %w", bt, ErrNoUsr)}
+	}
+	if err := r.bind(filepath.Join(bt, "usr"), "usr", true); err != nil {
+		return err
+	}
+	for _, d := range usrDirs {
+		src := filepath.Join(bt, d)
+		fi, err := os.Lstat(src)
+		switch {
+		case err != nil:
+			continue
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(src)
+			if err != nil {
+				return err
+			}
+			if err := unix.Symlinkat(target, r.root, d); err != nil {
+				return fmt.Errorf("symlink /%s -> %s: %w", d, target, err)
+			}
+		case fi.IsDir():
+			if err := r.bind(src, d, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *rootfs) mountScratch() error {
+	if !r.cfg.Chroot {
+		if err := r.mountAt("tmpfs", "var", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			return err
+		}
+		if err := os.Mkdir(filepath.Join(r.cfg.NewRoot, "var/tmp"), 0o1777); err != nil {
+			return err
+		}
+		os.Chmod(filepath.Join(r.cfg.NewRoot, "var/tmp"), 0o1777)
+	}
+	if err := r.mountAt("tmpfs", "tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return err
+	}
+	if err := r.mountAt("tmpfs", "run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return err
+	}
+	fd, err := r.openDir(APIDir, 0o755)
+	if err != nil {
+		return err
+	}
+	return unix.Close(fd)
+}
+
+// devices are the nodes of the minimal /dev.
+var devices = []struct {
+	name         string
+	major, minor uint32
+}{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+func (r *rootfs) makeDev() error {
+	if err := r.mountAt("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755"); err != nil {
+		return err
+	}
+	dev := filepath.Join(r.cfg.NewRoot, "dev")
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	for _, d := range devices {
+		p := filepath.Join(dev, d.name)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("mknod %s: %w", p, err)
+		}
+	}
+	for name, target := range map[string]string{
+		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+		"stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore",
+	} {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	// A private devpts instance: the buildroot's ptys are its own.
+	if err := r.mountAt("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+		return err
+	}
+	return r.mountAt("tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+}
+
+func (r *rootfs) mountProc() error {
+	// The new PID namespace's proc: ps sees only the buildroot.
+	return r.mountAt("proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+}
+
+func (r *rootfs) mountSys() error {
+	err := r.mountAt("sysfs", "sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err == nil {
+		return nil
+	}
+	// Where a fresh sysfs is refused, bind the host's, read-only.
+	if berr := r.bind("/sys", "sys", true); berr != nil {
+		return fmt.Errorf("%w; bind instead: %w", err, berr)
+	}
+	return nil
+}
+
+func (r *rootfs) bindCaller() error {
+	for _, b := range r.cfg.Binds {
+		if err := r.bind(b.Source, strings.TrimPrefix(b.Target, "/"), b.ReadOnly); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rootfs) pivot() error {
+	if err := unix.Fchdir(r.root); err != nil {
+		return fmt.Errorf("fchdir new root: %w", err)
+	}
+	// pivot_root(".", "."): the old root ends up mounted over the new
+	// one, where we detach it; no put_old directory needed.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", r.cfg.NewRoot, err)
+	}
+	// Slave first, so detaching the old root cannot propagate anywhere
+	// even if something above was shared.
+	if err := mount("", ".", "old root", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &mountError{op: "umount", target: "old root", flags: unix.MNT_DETACH, err: err}
+	}
+	unix.Close(r.root)
+	return unix.Chdir("/")
+}
+
+func (r *rootfs) network() error {
+	if r.cfg.Network != NetworkPrivate {
+		return nil
+	}
+	// A new network namespace starts with lo down.
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo: get flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo: up: %w", err)
+	}
+	return nil
+}
