@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge-build/forge/daemon"
 	"github.com/forge-build/forge/internal/fstree"
 )
 
@@ -212,7 +213,20 @@ func TestStoreInUse(t *testing.T) {
 			<-done
 		}
 	})
-	// Commands go through the holder once its socket answers.
+	// Wait until the holder answers: a command before that would start
+	// a daemon of its own, which could win the store from the holder.
+	for i := 0; ; i++ {
+		c := daemon.NewClient(s.dir)
+		_, err := c.Ping(ctx)
+		c.Close()
+		if err == nil {
+			break
+		}
+		if i > 1000 {
+			t.Fatalf("the holding daemon did not answer: %v\n%s", err, holderErr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	s.importTree(first, "first")
 
 	second := runForge(t, "daemon", "--store", s.dir, "--idle-timeout", "0")
