@@ -215,7 +215,21 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 			t.Fatalf("/ is not shared in the test namespace: %s", l)
 		}
 	}
-	baseNS, baseHost := len(mountLines(t, nsMounts)), len(mountLines(t, "/proc/self/mountinfo"))
+	// Count the mounts below the test's own directory (the store, its runs
+	// and their roots): those are what buildroots make, and what the
+	// seed's bug multiplied. Other mounts on the machine come and go
+	// with whatever else runs there.
+	mine := filepath.Dir(store)
+	count := func(mountinfo string) int {
+		n := 0
+		for _, l := range mountLines(t, mountinfo) {
+			if f := strings.Fields(l); len(f) > 4 && (f[4] == mine || strings.HasPrefix(f[4], mine+"/")) {
+				n++
+			}
+		}
+		return n
+	}
+	baseNS, baseHost := count(nsMounts), count("/proc/self/mountinfo")
 
 	const n, perRun = 8, 2
 	var stdins []io.WriteCloser
@@ -226,10 +240,10 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 		cmds, stdins = append(cmds, cmd), append(stdins, stdin)
 	}
 	// All eight are inside their command now.
-	if got := len(mountLines(t, nsMounts)); got > baseNS+n*perRun {
+	if got := count(nsMounts); got > baseNS+n*perRun {
 		t.Errorf("test namespace: %d mounts with %d buildroots running, baseline %d", got, n, baseNS)
 	}
-	if got := len(mountLines(t, "/proc/self/mountinfo")); got > baseHost+n*perRun {
+	if got := count("/proc/self/mountinfo"); got > baseHost+n*perRun {
 		t.Errorf("host namespace: %d mounts with %d buildroots running, baseline %d", got, n, baseHost)
 	}
 	var wg sync.WaitGroup
@@ -245,7 +259,7 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, "mount counts back to baseline", func() (bool, string) {
-		ns, host := len(mountLines(t, nsMounts)), len(mountLines(t, "/proc/self/mountinfo"))
+		ns, host := count(nsMounts), count("/proc/self/mountinfo")
 		return ns == baseNS && host == baseHost, "ns " + strconv.Itoa(ns) + " host " + strconv.Itoa(host)
 	})
 }
