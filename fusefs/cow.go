@@ -41,7 +41,7 @@ type CowOptions struct {
 
 // CowMount is a writable view of a stored tree.
 type CowMount struct {
-	Mount
+	*Mount
 	fsys *cowFS
 }
 
@@ -143,34 +143,12 @@ func MountCopyOnWrite(mountpoint string, src *Cache, tree digest.Hash, opts CowO
 		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
 		Logger:          logger,
 	}
-	var before unix.Stat_t
-	if err := unix.Stat(mountpoint, &before); err != nil {
-		return nil, fmt.Errorf("mount %s read-write: %w", tree.Short(), &os.PathError{Op: "stat", Path: mountpoint, Err: err})
-	}
-	if before.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil, fmt.Errorf("mount %s read-write: %w", tree.Short(), &os.PathError{Op: "mount", Path: mountpoint, Err: unix.ENOTDIR})
-	}
-	raw := fs.NewNodeFS(root, fsOpts)
-	server, err := fuse.NewServer(cowRaw{raw}, mountpoint, &fsOpts.MountOptions)
+	m, err := startServer(cowRaw{fs.NewNodeFS(root, fsOpts)}, mountpoint, tree, &fsOpts.MountOptions,
+		fmt.Sprintf("mount %s read-write", tree.Short()), describeFlags(flags), logf)
 	if err != nil {
-		var after unix.Stat_t
-		if serr := unix.Stat(mountpoint, &after); serr != nil || after.Dev != before.Dev {
-			unix.Unmount(mountpoint, unix.MNT_DETACH)
-		}
-		return nil, fmt.Errorf("mount %s read-write at %s: %w", tree.Short(), mountpoint, err)
+		return nil, err
 	}
-	m := &CowMount{Mount: Mount{mountpoint: mountpoint, tree: tree, done: make(chan struct{})}, fsys: fsys}
-	go func() {
-		server.Serve()
-		close(m.done)
-	}()
-	if err := server.WaitMount(); err != nil {
-		unix.Unmount(mountpoint, unix.MNT_DETACH)
-		<-m.done
-		return nil, fmt.Errorf("mount %s read-write at %s: %w", tree.Short(), mountpoint, err)
-	}
-	setReadahead(mountpoint, readaheadKiB, logf)
-	return m, nil
+	return &CowMount{Mount: m, fsys: fsys}, nil
 }
 
 // Tree is the hash of the tree last committed, or of the tree mounted

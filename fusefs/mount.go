@@ -132,15 +132,22 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
 		Logger:          logger,
 	}
+	return startServer(noOpendir{fs.NewNodeFS(rootNode, fsOpts)}, mountpoint, tree, &fsOpts.MountOptions,
+		fmt.Sprintf("mount %s", tree.Short()), describeFlags(flags), logf)
+}
+
+// startServer mounts raw at mountpoint and serves it until it is unmounted,
+// returning once the kernel has the mount. what starts error messages;
+// flags describes the mount flags for them.
+func startServer(raw fuse.RawFileSystem, mountpoint string, tree digest.Hash, mopts *fuse.MountOptions, what, flags string, logf func(string, ...any)) (*Mount, error) {
 	var before unix.Stat_t
 	if err := unix.Stat(mountpoint, &before); err != nil {
-		return nil, fmt.Errorf("mount %s: %w", tree.Short(), &os.PathError{Op: "stat", Path: mountpoint, Err: err})
+		return nil, fmt.Errorf("%s: %w", what, &os.PathError{Op: "stat", Path: mountpoint, Err: err})
 	}
 	if before.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil, fmt.Errorf("mount %s: %w", tree.Short(), &os.PathError{Op: "mount", Path: mountpoint, Err: unix.ENOTDIR})
+		return nil, fmt.Errorf("%s: %w", what, &os.PathError{Op: "mount", Path: mountpoint, Err: unix.ENOTDIR})
 	}
-	raw := fs.NewNodeFS(rootNode, fsOpts)
-	server, err := fuse.NewServer(noOpendir{raw}, mountpoint, &fsOpts.MountOptions)
+	server, err := fuse.NewServer(raw, mountpoint, mopts)
 	if err != nil {
 		// go-fuse leaves the mount in place when mount(2) worked and the
 		// FUSE handshake after it failed: take down what is new there.
@@ -148,7 +155,7 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 		if serr := unix.Stat(mountpoint, &after); serr != nil || after.Dev != before.Dev {
 			unix.Unmount(mountpoint, unix.MNT_DETACH)
 		}
-		return nil, fmt.Errorf("mount %s at %s (%s): %w", tree.Short(), mountpoint, describeFlags(flags), err)
+		return nil, fmt.Errorf("%s at %s (%s): %w", what, mountpoint, flags, err)
 	}
 	m := &Mount{mountpoint: mountpoint, tree: tree, done: make(chan struct{})}
 	go func() {
@@ -159,7 +166,7 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 		// Mounted but not answering as it should: take it down.
 		unix.Unmount(mountpoint, unix.MNT_DETACH)
 		<-m.done
-		return nil, fmt.Errorf("mount %s at %s: %w", tree.Short(), mountpoint, err)
+		return nil, fmt.Errorf("%s at %s: %w", what, mountpoint, err)
 	}
 	setReadahead(mountpoint, readaheadKiB, logf)
 	return m, nil
