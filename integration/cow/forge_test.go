@@ -256,7 +256,7 @@ func mountTable() []mountEntry {
 		if len(a) < 5 || len(b) < 2 {
 			continue
 		}
-		out = append(out, mountEntry{mountpoint: unescapeMountinfo(a[4]), fstype: b[0], source: unescapeMountinfo(b[1])})
+		out = append(out, mountEntry{mountpoint: fstree.UnescapeMountinfo(a[4]), fstype: b[0], source: fstree.UnescapeMountinfo(b[1])})
 	}
 	return out
 }
@@ -286,31 +286,6 @@ func mountsBelow(dir string) []string {
 	slices.Reverse(out)
 	slices.SortStableFunc(out, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	return out
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			v := 0
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + int(c-'0')
-			}
-			if ok {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // scratchUsage walks <store>/tmp and returns how many entries it holds

@@ -167,40 +167,15 @@ func findMount(t testing.TB, path string) (mountInfo, bool) {
 			continue
 		}
 		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 6 || len(b) < 3 || unescapeMountinfo(a[4]) != path {
+		if len(a) < 6 || len(b) < 3 || fstree.UnescapeMountinfo(a[4]) != path {
 			continue
 		}
-		return mountInfo{mountpoint: path, options: a[5], fstype: b[0], source: unescapeMountinfo(b[1]), superOptions: b[2]}, true
+		return mountInfo{mountpoint: path, options: a[5], fstype: b[0], source: fstree.UnescapeMountinfo(b[1]), superOptions: b[2]}, true
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return mountInfo{}, false
-}
-
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range []byte(s[i+1 : i+4]) {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + c - '0'
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // hasOption reports whether the comma-separated list opts holds opt.

@@ -66,7 +66,7 @@ func mountsBelow(dir string) []string {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescapeMountinfo(fields[4])
+		mp := UnescapeMountinfo(fields[4])
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {
 			out = append(out, mp)
 		}
@@ -74,9 +74,9 @@ func mountsBelow(dir string) []string {
 	return out
 }
 
-// unescapeMountinfo undoes the octal escapes (\040 for a space, ...) of
+// UnescapeMountinfo undoes the octal escapes (\040 for a space, ...) of
 // /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
+func UnescapeMountinfo(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\\' && i+3 < len(s) {
