@@ -3,7 +3,14 @@
 
 GO      ?= go
 PREFIX  ?= /usr/local
+# forge looks for its stages in $(LIBEXECDIR)/forge (see builder.FindLibdir).
+LIBEXECDIR ?= /usr/libexec
 UNITDIR ?= /etc/systemd/system
+# make run: the store, where the image goes, and the sample it builds.
+STORE   ?= /var/cache/forge
+OUTPUT  ?= output
+SAMPLE  ?= samples/debian-bookworm.json
+MIRROR  ?=
 # Go's standard install location, for shells whose PATH lacks it.
 export PATH := $(PATH):/usr/local/go/bin
 
@@ -16,6 +23,11 @@ all: build
 build:
 	$(GO) build -o bin/forge ./cmd/forge
 	$(GO) build -o bin/loopd ./cmd/loopd
+	@# The libdir: one static binary (stages run in any build root),
+	@# hard-linked as osbuild-run, stages/NAME and assemblers/NAME.
+	rm -rf bin/libexec/forge
+	CGO_ENABLED=0 $(GO) build -o bin/libexec/forge/forge-stages ./cmd/forge-stages
+	bin/libexec/forge/forge-stages link bin/libexec/forge
 
 test: build
 	scripts/install-deps test
@@ -38,6 +50,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./cas/node/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./loopd/
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./loopd/ptable/
+	$(GO) test -run '^$$' -fuzz '^FuzzDumps$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./builder/pyjson/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./builder/manifest/
 
 bench: build
 	scripts/install-deps bench
@@ -46,14 +60,25 @@ bench: build
 install: build
 	install -D -m 0755 bin/forge $(DESTDIR)$(PREFIX)/bin/forge
 	install -D -m 0755 bin/loopd $(DESTDIR)$(PREFIX)/bin/loopd
+	rm -rf $(DESTDIR)$(LIBEXECDIR)/forge
+	install -D -m 0755 bin/libexec/forge/forge-stages $(DESTDIR)$(LIBEXECDIR)/forge/forge-stages
+	$(DESTDIR)$(LIBEXECDIR)/forge/forge-stages link $(DESTDIR)$(LIBEXECDIR)/forge
 	for unit in dist/*.service dist/*.socket; do \
 		[ -e "$$unit" ] || continue; \
 		sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' "$$unit" > "$$unit.tmp" && \
 		install -D -m 0644 "$$unit.tmp" "$(DESTDIR)$(UNITDIR)/$$(basename $$unit)" && rm -f "$$unit.tmp"; \
 	done
 
+# Builds the sample Debian image into $(OUTPUT)/ with the store $(STORE);
+# the mirror is the host's apt mirror unless MIRROR=URL is given.
 run: build
-	@echo "make run: building the sample image needs 'forge build' (the builder issue); for now this builds bin/forge only."
+	scripts/install-deps run
+	@mkdir -p $(OUTPUT)
+	$(GO) run ./samples/gen-manifest $(if $(MIRROR),--mirror $(MIRROR)) $(SAMPLE) > $(OUTPUT)/manifest.json
+	bin/forge build --store $(STORE) --output-directory $(OUTPUT) $(OUTPUT)/manifest.json
+	@img=$$(ls -t $(OUTPUT)/*.qcow2 $(OUTPUT)/*.raw 2>/dev/null | head -n1); \
+	echo; echo "The image is $$img. Boot it (log in as forge, password forge; Ctrl-a x quits):"; \
+	echo "  qemu-system-x86_64 -m 1024 -nographic -drive file=$$img,if=virtio$$(case $$img in *.qcow2) echo ,format=qcow2;; *) echo ,format=raw;; esac) $$( [ -w /dev/kvm ] && echo -enable-kvm)"
 
 clean:
-	rm -rf bin
+	rm -rf bin $(OUTPUT)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/forge-build/forge/buildroot"
+	"github.com/forge-build/forge/internal/runs"
 )
 
 // command is one `forge …` subcommand.
@@ -51,7 +52,7 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func commands() []*command {
-	return append(append(storeCommands(), daemonCommands()...), runCommands()...)
+	return append(append(append(storeCommands(), daemonCommands()...), runCommands()...), buildCommands()...)
 }
 
 func main() {
@@ -61,8 +62,8 @@ func main() {
 		switch os.Args[1] {
 		case buildroot.InitArg:
 			buildroot.Init()
-		case runReaperArg:
-			os.Exit(runReaper(os.Args[2:]))
+		case runs.ReaperArg:
+			os.Exit(runs.ReaperMain(os.Args[2:]))
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

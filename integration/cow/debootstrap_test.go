@@ -1,11 +1,9 @@
 package cow_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/forge-build/forge/internal/aptmirror"
 	"github.com/forge-build/forge/internal/fstree"
 )
 
@@ -46,8 +45,15 @@ func TestDebootstrapAndAptGet(t *testing.T) {
 			t.Fatalf("needs %s (apt-get install debootstrap): %v", tool, err)
 		}
 	}
-	mirror, from := aptMirror(t)
-	checkMirror(t, mirror, from)
+	mirror, from, err := aptmirror.Find("/", suite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := aptmirror.Check(ctx, mirror, suite); err != nil {
+		t.Fatalf("the host's Debian mirror (from %s) does not answer: %v", from, err)
+	}
 
 	work := testDir(t)
 	ext := filepath.Join(work, "ext4")
@@ -152,132 +158,6 @@ func carriesTimesOrIDs(rel string) bool {
 	}
 	// The day of the last password change, should the runs straddle midnight.
 	return rel == "etc/shadow" || rel == "etc/shadow-"
-}
-
-// aptMirror returns the first URI the host's apt sources give for the
-// suite, and the file that says so: deb822 .sources files first, then
-// one-line .list files.
-func aptMirror(t *testing.T) (uri, from string) {
-	t.Helper()
-	sources, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
-	for _, f := range sources {
-		if uri := deb822Mirror(t, f); uri != "" {
-			return uri, f
-		}
-	}
-	lists, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
-	for _, f := range append([]string{"/etc/apt/sources.list"}, lists...) {
-		if uri := oneLineMirror(t, f); uri != "" {
-			return uri, f
-		}
-	}
-	t.Fatalf("the host's apt configuration (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list) names no mirror for suite %s", suite)
-	return "", ""
-}
-
-// deb822Mirror reads a deb822 sources file: the first URI of the first
-// enabled "deb" stanza whose Suites include the suite.
-func deb822Mirror(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Logf("read %s: %v", path, err)
-		return ""
-	}
-	for _, stanza := range deb822Stanzas(string(b)) {
-		if strings.EqualFold(stanza["enabled"], "no") ||
-			!slices.Contains(strings.Fields(stanza["types"]), "deb") ||
-			!slices.Contains(strings.Fields(stanza["suites"]), suite) {
-			continue
-		}
-		if uris := strings.Fields(stanza["uris"]); len(uris) > 0 {
-			return uris[0]
-		}
-	}
-	return ""
-}
-
-// deb822Stanzas splits a deb822 file into stanzas of lower-cased field
-// names and values; comment lines are dropped, continuation lines joined.
-func deb822Stanzas(text string) []map[string]string {
-	var out []map[string]string
-	cur := map[string]string{}
-	last := ""
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-		}
-		cur, last = map[string]string{}, ""
-	}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "#"):
-		case strings.TrimSpace(line) == "":
-			flush()
-		case line[0] == ' ' || line[0] == '\t':
-			if last != "" {
-				cur[last] += " " + strings.TrimSpace(line)
-			}
-		default:
-			k, v, ok := strings.Cut(line, ":")
-			if ok {
-				last = strings.ToLower(strings.TrimSpace(k))
-				cur[last] = strings.TrimSpace(v)
-			}
-		}
-	}
-	flush()
-	return out
-}
-
-// oneLineMirror reads a one-line sources file: the URI of the first
-// "deb [options] URI SUITE ..." line for the suite.
-func oneLineMirror(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			t.Logf("read %s: %v", path, err)
-		}
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		line, _, _ = strings.Cut(line, "#")
-		f := strings.Fields(line)
-		if len(f) < 3 || f[0] != "deb" {
-			continue
-		}
-		f = f[1:]
-		if strings.HasPrefix(f[0], "[") {
-			for len(f) > 0 && !strings.HasSuffix(f[0], "]") {
-				f = f[1:]
-			}
-			if len(f) > 0 {
-				f = f[1:]
-			}
-		}
-		if len(f) >= 2 && f[1] == suite {
-			return f[0]
-		}
-	}
-	return ""
-}
-
-// checkMirror fails t unless the mirror serves the suite's Release file.
-func checkMirror(t *testing.T, mirror, from string) {
-	t.Helper()
-	url := strings.TrimSuffix(mirror, "/") + "/dists/" + suite + "/Release"
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("cannot reach the Debian mirror %s (from %s): %v", mirror, from, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("the Debian mirror %s (from %s) answers %s for %s", mirror, from, resp.Status, url)
-	}
 }
 
 // runLogged runs a command in its own process group, its output appended

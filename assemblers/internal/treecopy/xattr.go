@@ -1,0 +1,99 @@
+package treecopy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// xattrTarget is an inode whose xattrs are read or written: the entry name
+// of the directory fd, or, with an empty name, the directory fd itself.
+type xattrTarget struct {
+	fd   int
+	name string
+}
+
+func (x xattrTarget) list(buf []byte) (int, error) {
+	if x.name == "" {
+		return unix.Flistxattr(x.fd, buf)
+	}
+	return unix.Llistxattr(procPath(x.fd, x.name), buf)
+}
+
+func (x xattrTarget) get(attr string, buf []byte) (int, error) {
+	if x.name == "" {
+		return unix.Fgetxattr(x.fd, attr, buf)
+	}
+	return unix.Lgetxattr(procPath(x.fd, x.name), attr, buf)
+}
+
+func (x xattrTarget) set(attr string, value []byte) error {
+	if x.name == "" {
+		return unix.Fsetxattr(x.fd, attr, value, 0)
+	}
+	return unix.Lsetxattr(procPath(x.fd, x.name), attr, value, 0)
+}
+
+// copyXattrs copies every xattr of src to dst. A source filesystem without
+// xattrs has nothing to copy; an xattr the destination refuses is an error,
+// as the copy would not be faithful.
+func copyXattrs(src, dst xattrTarget) error {
+	names, err := listXattrs(src)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		value, err := getXattr(src, name)
+		if err != nil {
+			return err
+		}
+		if err := dst.set(name, value); err != nil {
+			return fmt.Errorf("setxattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func listXattrs(x xattrTarget) ([]string, error) {
+	for size := 1024; ; size *= 4 {
+		buf := make([]byte, size)
+		n, err := x.list(buf)
+		switch {
+		case errors.Is(err, unix.ERANGE):
+			continue
+		case errors.Is(err, unix.ENOTSUP):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("listxattr: %w", err)
+		}
+		var names []string
+		for _, b := range bytes.Split(buf[:n], []byte{0}) {
+			if len(b) > 0 {
+				names = append(names, string(b))
+			}
+		}
+		return names, nil
+	}
+}
+
+// getXattr reads one value; a value that grew between the size probe and
+// the read is read again.
+func getXattr(x xattrTarget, name string) ([]byte, error) {
+	for {
+		n, err := x.get(name, nil)
+		if err != nil {
+			return nil, fmt.Errorf("getxattr %s: %w", name, err)
+		}
+		buf := make([]byte, n)
+		n, err = x.get(name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("getxattr %s: %w", name, err)
+		}
+		return buf[:n], nil
+	}
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/forge-build/forge/builder"
+	"github.com/forge-build/forge/builder/manifest"
+)
+
+func buildCommands() []*command {
+	return []*command{{
+		name: "build",
+		summary: "Build an osbuild manifest (format 1; - reads stdin): each pipeline's stages in buildroots on\n" +
+			"copy-on-write mounts of the store, every stage's tree stored under its osbuild ID, so a rebuild\n" +
+			"starts from the longest stored prefix; then the assembler, whose output goes to\n" +
+			"--output-directory. Progress goes to stderr. Exit status: 0 built, 1 a stage failed (its\n" +
+			"output is shown), 2 a bad manifest or flags, 130 interrupted.",
+		usage: "[--store DIR] [--libdir DIR] [--output-directory DIR] [--build-pipeline FILE]\n" +
+			"       [--json] [--monitor-fd N] [--loopd-socket PATH] MANIFEST|-",
+		example: "  forge build --store /var/cache/forge --output-directory ./output samples/debian-bookworm.json\n" +
+			"  forge build --json manifest.json | jq .output_id",
+		flags: func(fs *pflag.FlagSet) {
+			storeFlag(fs)
+			fs.String("libdir", "", "stages and assemblers from `DIR` (default: the one beside forge, else "+builder.DefaultLibdir+")")
+			fs.String("output-directory", "", "put the assembler's output in `DIR` (files of the same name are replaced)")
+			fs.String("build-pipeline", "", "JSON `FILE` with the build pipeline for a manifest that has none")
+			fs.Bool("json", false, "print {\"tree_id\", \"output_id\", \"success\"} (and \"error\") on stdout")
+			fs.Int("monitor-fd", -1, "write a JSON-seq (RFC 7464) event stream to file descriptor `N`")
+			fs.String("loopd-socket", "", "give assemblers loop devices from the loopd at `PATH` (default: serve them in-process)")
+		},
+		run: runBuild,
+	}, {
+		name: "inspect",
+		summary: "Print a manifest's pipelines as JSON: each stage's and assembler's name, osbuild ID, and\n" +
+			"whether the store has it (\"cached\": a build would not run it).",
+		usage:   "[--store DIR] MANIFEST|-",
+		example: "  forge inspect samples/debian-bookworm.json | jq '.pipeline.stages[] | [.name, .cached]'",
+		flags: func(fs *pflag.FlagSet) {
+			storeFlag(fs)
+		},
+		run: runInspect,
+	}}
+}
+
+// loadManifest reads and validates the manifest named by the command's
+// one argument; problems with it are usage errors (exit 2).
+func loadManifest(e *env, fs *pflag.FlagSet) (*manifest.Manifest, error) {
+	if fs.NArg() != 1 {
+		return nil, usagef("want one MANIFEST (a file, or - for stdin), got %d arguments", fs.NArg())
+	}
+	name := fs.Arg(0)
+	var data []byte
+	var err error
+	if name == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return nil, usagef("read manifest: %v", err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, usagef("manifest %s: %v", name, err)
+	}
+	if bp, _ := fs.GetString("build-pipeline"); bp != "" {
+		data, err := os.ReadFile(bp)
+		if err != nil {
+			return nil, usagef("read build pipeline: %v", err)
+		}
+		if err := m.SetDefaultBuild(data); err != nil {
+			return nil, usagef("build pipeline %s: %v", bp, err)
+		}
+	}
+	return m, nil
+}
+
+func runBuild(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	m, err := loadManifest(e, fs)
+	if err != nil {
+		return err
+	}
+	libFlag, _ := fs.GetString("libdir")
+	libdir, err := builder.FindLibdir(libFlag)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := m.CheckLibdir(libdir); err != nil {
+		return usagef("%v", err)
+	}
+	store, _ := fs.GetString("store")
+	if store, err = absArg(store); err != nil {
+		return err
+	}
+	opts := builder.Options{Store: store, Libdir: libdir}
+	if out, _ := fs.GetString("output-directory"); out != "" {
+		if opts.OutputDir, err = absArg(out); err != nil {
+			return err
+		}
+	}
+	if sock, _ := fs.GetString("loopd-socket"); sock != "" {
+		if opts.LoopdSocket, err = absArg(sock); err != nil {
+			return err
+		}
+	}
+	sinks := []func(builder.Event){}
+	if fd, _ := fs.GetInt("monitor-fd"); fd >= 0 {
+		if fd <= 2 {
+			return usagef("--monitor-fd %d: stdin, stdout and stderr are taken; pass another descriptor", fd)
+		}
+		f := os.NewFile(uintptr(fd), "monitor")
+		if _, err := f.Stat(); err != nil {
+			return usagef("--monitor-fd %d: %v", fd, err)
+		}
+		defer f.Close()
+		sinks = append(sinks, builder.JSONSeq(f))
+	}
+	p := newBuildProgress(e.stderr, e.stderrIsTTY)
+	defer p.stop()
+	sinks = append(sinks, p.event)
+	if e.stderrIsTTY {
+		opts.Live = p
+	}
+	opts.Events = func(ev builder.Event) {
+		for _, s := range sinks {
+			s(ev)
+		}
+	}
+
+	c, err := connect(ctx, fs)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res, err := builder.Build(ctx, c, m, opts)
+	p.stop()
+	if asJSON, _ := fs.GetBool("json"); asJSON {
+		printResultJSON(e.stdout, res)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		fmt.Fprintln(e.stderr, "forge build: interrupted; the stages stored so far stay cached")
+		return &exitError{130}
+	}
+	var se *builder.StageError
+	if errors.As(err, &se) {
+		if !e.stderrIsTTY && se.Output != "" {
+			fmt.Fprintf(e.stderr, "---- output of %s %s ----\n%s", se.Path, se.Name, se.Output)
+			if !strings.HasSuffix(se.Output, "\n") {
+				fmt.Fprintln(e.stderr)
+			}
+			fmt.Fprintln(e.stderr, "----")
+		}
+		fmt.Fprintf(e.stderr, "forge build: %v\n", err)
+		return &exitError{1}
+	}
+	return err
+}
+
+// printResultJSON prints osbuild's --json result: IDs that do not exist
+// are null.
+func printResultJSON(w io.Writer, res *builder.Result) {
+	out := map[string]any{"tree_id": nullable(res.TreeID), "output_id": nullable(res.OutputID), "success": res.Success}
+	if res.Error != nil {
+		out["error"] = res.Error
+	}
+	b, _ := json.MarshalIndent(out, "", "  ")
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// buildProgress shows a build on stderr: a line per stage (cached, or the time
+// it ran), and on a terminal the running stage's output as it comes under
+// a live status line.
+type buildProgress struct {
+	mu      sync.Mutex
+	w       io.Writer
+	tty     bool
+	running *builder.Event
+	started time.Time
+	partial []byte
+	tick    *time.Ticker
+	done    chan struct{}
+	stopped bool
+}
+
+func newBuildProgress(w io.Writer, tty bool) *buildProgress {
+	p := &buildProgress{w: w, tty: tty, done: make(chan struct{})}
+	if tty {
+		p.tick = time.NewTicker(time.Second)
+		go func() {
+			for {
+				select {
+				case <-p.tick.C:
+					p.mu.Lock()
+					p.drawStatus()
+					p.mu.Unlock()
+				case <-p.done:
+					return
+				}
+			}
+		}()
+	}
+	return p
+}
+
+func (p *buildProgress) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	if p.tick != nil {
+		p.tick.Stop()
+		close(p.done)
+	}
+	p.clearStatus()
+}
+
+func stageLabel(ev builder.Event) string {
+	id := ev.ID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return fmt.Sprintf("%s %s %s", ev.Path, ev.Name, id)
+}
+
+func (p *buildProgress) event(ev builder.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch ev.Type {
+	case builder.EventStageCached:
+		p.line(fmt.Sprintf("%s  cached", stageLabel(ev)))
+	case builder.EventStageStarted:
+		e := ev
+		p.running, p.started = &e, time.Now()
+		if !p.tty {
+			p.line(fmt.Sprintf("%s  running", stageLabel(ev)))
+		}
+		p.drawStatus()
+	case builder.EventStageFinished:
+		p.flushPartial()
+		p.running = nil
+		p.line(fmt.Sprintf("%s  done in %s", stageLabel(ev), round(ev.Duration)))
+	case builder.EventStageFailed:
+		p.flushPartial()
+		p.running = nil
+		p.line(fmt.Sprintf("%s  FAILED after %s", stageLabel(ev), time.Since(p.started).Round(100*time.Millisecond)))
+	}
+}
+
+func round(sec float64) time.Duration {
+	return (time.Duration(sec * float64(time.Second))).Round(10 * time.Millisecond)
+}
+
+// Write takes the running stage's output (terminal only): whole lines are
+// printed above the status line.
+func (p *buildProgress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.partial = append(p.partial, b...)
+	i := strings.LastIndexByte(string(p.partial), '\n')
+	if i >= 0 {
+		p.clearStatus()
+		p.w.Write(p.partial[:i+1])
+		p.partial = append(p.partial[:0], p.partial[i+1:]...)
+		p.drawStatus()
+	}
+	return len(b), nil
+}
+
+func (p *buildProgress) flushPartial() {
+	if len(p.partial) > 0 {
+		p.clearStatus()
+		p.w.Write(append(p.partial, '\n'))
+		p.partial = p.partial[:0]
+	}
+}
+
+// line prints a line of its own, above the status line.
+func (p *buildProgress) line(s string) {
+	p.clearStatus()
+	fmt.Fprintf(p.w, "%s\n", s)
+	p.drawStatus()
+}
+
+func (p *buildProgress) clearStatus() {
+	if p.tty {
+		fmt.Fprint(p.w, "\r\x1b[K")
+	}
+}
+
+func (p *buildProgress) drawStatus() {
+	if !p.tty || p.running == nil || p.stopped {
+		return
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K▶ %s  %s", stageLabel(*p.running), time.Since(p.started).Round(time.Second))
+}
+
+func runInspect(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	m, err := loadManifest(e, fs)
+	if err != nil {
+		return err
+	}
+	c, err := connect(ctx, fs)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	refs, err := c.Refs(ctx)
+	if err != nil {
+		return err
+	}
+	stored := map[string]bool{}
+	for _, r := range refs {
+		stored[r.Name] = true
+	}
+	out := map[string]any{"pipeline": builder.Inspect(m.Pipeline, func(id string) bool { return stored[id] })}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n", b)
+	return nil
+}
