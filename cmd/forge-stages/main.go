@@ -8,10 +8,12 @@ import (
 	"github.com/forge-build/forge/assemblers/qemu"
 	"github.com/forge-build/forge/assemblers/rawfs"
 	"github.com/forge-build/forge/assemblers/tar"
+	"github.com/forge-build/forge/stages/apt"
 	"github.com/forge-build/forge/stages/fstab"
 	"github.com/forge-build/forge/stages/grub2"
 	"github.com/forge-build/forge/stages/hostname"
 	"github.com/forge-build/forge/stages/locale"
+	"github.com/forge-build/forge/stages/mmdebstrap"
 	"github.com/forge-build/forge/stages/noop"
 	"github.com/forge-build/forge/stages/script"
 	"github.com/forge-build/forge/stages/stage"
@@ -22,10 +24,12 @@ import (
 
 func main() {
 	stage.Main([]stage.Stage{
+		{Name: "org.osbuild.apt", Kind: stage.KindStage, Run: apt.Run},
 		{Name: "org.osbuild.fstab", Kind: stage.KindStage, Run: fstab.Run},
 		{Name: "org.osbuild.grub2", Kind: stage.KindStage, Run: grub2.Run},
 		{Name: "org.osbuild.hostname", Kind: stage.KindStage, Run: hostname.Run},
 		{Name: "org.osbuild.locale", Kind: stage.KindStage, Run: locale.Run},
+		{Name: "org.osbuild.mmdebstrap", Kind: stage.KindStage, Run: mmdebstrap.Run},
 		{Name: "org.osbuild.noop", Kind: stage.KindStage, Run: noop.Run},
 		{Name: "org.osbuild.script", Kind: stage.KindStage, Run: script.Run},
 		{Name: "org.osbuild.systemd", Kind: stage.KindStage, Run: systemd.Run},
