@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -552,4 +553,55 @@ func TestQemuPartitions(t *testing.T) {
 	t.Cleanup(func() { unmount(t, filepath.Join(mp, "boot")) })
 	expectDiffs(t, src, mp, "boot/lost+found: extra", "lost+found: extra",
 		"boot/hostname: hard links", "etc/hostname: hard links")
+}
+
+// The same tree gives nearly the same image, so that an image differing
+// in one file costs the store little more than that file: only the inode
+// tables (each inode's ctime is the copy's time) may differ. Small files
+// matter most: ext4 places them in per-CPU groups, so a copy that moved
+// between CPUs laid them out differently every time.
+func TestQemuReproducible(t *testing.T) {
+	e := newEnv(t)
+	src := e.mkdir(t, "many-small-files")
+	const files = 4000
+	for i := range files {
+		dir := filepath.Join(src, fmt.Sprintf("d%02d", i%40))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte{byte(i), byte(i >> 8), 'x'}, 30+i%1000)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree := e.readOnly(t, src)
+	var disks [2]string
+	for i := range disks {
+		out := e.mkdir(t, fmt.Sprintf("repro-%d", i))
+		e.mustRun(t, "org.osbuild.qemu", tree, out, map[string]any{
+			"format": "raw", "filename": "disk.raw", "ptuuid": ptuuid, "root_fs_uuid": rootUUID, "size": 256 * mib,
+		})
+		disks[i] = filepath.Join(out, "disk.raw")
+	}
+	a, err := os.ReadFile(disks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(disks[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const block = 4096
+	differ := 0
+	for off := 0; off+block <= len(a) && off+block <= len(b); off += block {
+		if !bytes.Equal(a[off:off+block], b[off:off+block]) {
+			differ++
+		}
+	}
+	// 16 inodes of 256 bytes per block, and a few blocks of superblock,
+	// group descriptors and bitmaps.
+	if limit := files/16 + 64; differ > limit {
+		t.Errorf("two images of one tree differ in %d blocks of 4 KiB; want at most %d (the inode tables)", differ, limit)
+	}
+	t.Logf("two images of one tree of %d small files differ in %d blocks of 4 KiB", files, differ)
 }

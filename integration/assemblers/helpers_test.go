@@ -280,12 +280,17 @@ func blkidExport(t *testing.T, img string, offset int64) map[string]string {
 }
 
 // fsckClean runs a forced read-only fsck.ext4 on node, which must find
-// nothing to fix.
+// nothing to fix, and checks that the filesystem has its journal (the
+// assemblers add it after the copy).
 func fsckClean(t *testing.T, node string) {
 	t.Helper()
 	out, err := exec.CommandContext(t.Context(), "fsck.ext4", "-n", "-f", node).CombinedOutput()
 	if err != nil {
 		t.Errorf("fsck.ext4 -n -f %s: %v\n%s", node, err, out)
+	}
+	out, err = exec.CommandContext(t.Context(), "dumpe2fs", "-h", node).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "has_journal") {
+		t.Errorf("dumpe2fs -h %s: %v; want the feature has_journal in\n%s", node, err, out)
 	}
 }
 

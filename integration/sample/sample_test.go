@@ -1,0 +1,245 @@
+// Package sample_test is forge's end-to-end test: it builds the sample
+// Debian image (samples/debian-bookworm.json, with the host's apt mirror)
+// with `forge build`, boots it with qemu-system-x86_64 under TCG until the
+// serial console shows a login prompt, and builds a variant that differs
+// only in its hostname: only the stages from the hostname stage on run,
+// and the store grows by less than 5% of the image's size.
+package sample_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/forge-build/forge/builder"
+	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/internal/aptmirror"
+	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/itest"
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("skipping integration/sample: needs root (namespaces, FUSE, loop devices)")
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// tools builds forge (unless FORGE_TEST_BIN names one, with its libdir
+// beside it), its libdir and gen-manifest into dir.
+func tools(t *testing.T, dir string) (forge, libdir, gen string) {
+	t.Helper()
+	forge, err := itest.Forge(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv(itest.BinEnv) == "" {
+		libdir = filepath.Join(dir, "libexec/forge")
+		if err := itest.Libdir(libdir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen = filepath.Join(dir, "gen-manifest")
+	if err := itest.GoBuild(gen, "./samples/gen-manifest", false); err != nil {
+		t.Fatal(err)
+	}
+	return forge, libdir, gen
+}
+
+func TestSampleImageBoots(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds a Debian image from a mirror and boots it, for several minutes")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "mmdebstrap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("needs %s (scripts/install-deps test installs it): %v", tool, err)
+		}
+	}
+	mirror, from, err := aptmirror.Find("/", "bookworm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := aptmirror.Check(ctx, mirror, "bookworm"); err != nil {
+		t.Fatalf("the host's Debian mirror (from %s) does not answer: %v", from, err)
+	}
+
+	work := fstree.DiskTempDir(t)
+	forge, libdir, gen := tools(t, filepath.Join(work, "bin"))
+	store := filepath.Join(work, "store")
+	t.Cleanup(func() { itest.StopDaemon(t, forge, store) })
+	root, err := itest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := filepath.Join(root, "samples/debian-bookworm.json")
+
+	manifest := func(name string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command(gen, append(args, sample)...).Output()
+		if err != nil {
+			t.Fatalf("gen-manifest: %v", err)
+		}
+		p := filepath.Join(work, name)
+		if err := os.WriteFile(p, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	build := func(m, out string) ([]builder.Event, time.Duration) {
+		t.Helper()
+		mon := filepath.Join(work, filepath.Base(m)+".events")
+		f, err := os.Create(mon)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		args := []string{"build", "--store", store, "--output-directory", out, "--monitor-fd", "3"}
+		if libdir != "" {
+			args = append(args, "--libdir", libdir)
+		}
+		cmd := exec.Command(forge, append(args, m)...)
+		cmd.ExtraFiles = []*os.File{f}
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("forge build %s: %v\n%s", m, err, stderr.String())
+		}
+		took := time.Since(start)
+		t.Logf("forge build %s took %s:\n%s", filepath.Base(m), took.Round(time.Millisecond), stderr.String())
+		b, _ := os.ReadFile(mon)
+		var evs []builder.Event
+		for _, rec := range bytes.Split(b, []byte{0x1e}) {
+			var ev builder.Event
+			if len(bytes.TrimSpace(rec)) > 0 && json.Unmarshal(rec, &ev) == nil && ev.Type != builder.EventLog {
+				evs = append(evs, ev)
+			}
+		}
+		return evs, took
+	}
+
+	out := filepath.Join(work, "output")
+	m := manifest("sample.json")
+	build(m, out)
+	img := image(t, out)
+	boot(t, img, filepath.Join(work, "console.log"))
+
+	// A rerun is fully cached.
+	evs, took := build(m, out)
+	if ran := ranStages(evs); len(ran) != 0 {
+		t.Errorf("the cached rerun ran %v", ran)
+	}
+	t.Logf("fully cached rerun: %s", took)
+
+	// A variant with another hostname reruns from the hostname stage on
+	// and stores little.
+	fi, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := usage(t, store)
+	evs, took = build(manifest("variant.json", "--hostname", "forge-variant"), filepath.Join(work, "variant"))
+	grew := usage(t, store) - before
+	ran := ranStages(evs)
+	t.Logf("hostname variant: %s; ran %v; the store grew by %d bytes (%.2f%% of the image's %d)", took, ran, grew, 100*float64(grew)/float64(fi.Size()), fi.Size())
+	if len(ran) == 0 || ran[0] != "org.osbuild.hostname" {
+		t.Errorf("the variant ran %v; want the hostname stage first", ran)
+	}
+	for _, name := range ran {
+		if strings.Contains(name, "mmdebstrap") || strings.Contains(name, ".apt") {
+			t.Errorf("the variant reran %s", name)
+		}
+	}
+	if float64(grew) >= 0.05*float64(fi.Size()) {
+		t.Errorf("the store grew by %d bytes for the variant: not less than 5%% of the image's %d", grew, fi.Size())
+	}
+}
+
+func ranStages(evs []builder.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.Type == builder.EventStageStarted {
+			out = append(out, ev.Name)
+		}
+	}
+	return out
+}
+
+func image(t *testing.T, dir string) string {
+	t.Helper()
+	imgs, _ := filepath.Glob(filepath.Join(dir, "*.qcow2"))
+	if len(imgs) != 1 {
+		t.Fatalf("want one qcow2 image in %s, got %v", dir, imgs)
+	}
+	return imgs[0]
+}
+
+func usage(t *testing.T, store string) int64 {
+	t.Helper()
+	c := daemon.NewClient(store)
+	defer c.Close()
+	u, err := c.Usage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.PackBytes
+}
+
+// boot starts the image under qemu (TCG: no KVM here; -snapshot leaves
+// the image as built) with the serial console going to a file, and waits
+// up to 5 minutes for a login prompt there.
+func boot(t *testing.T, img, console string) {
+	t.Helper()
+	cmd := exec.Command("qemu-system-x86_64", "-m", "1024", "-smp", "1", "-display", "none", "-no-reboot",
+		"-snapshot", "-drive", "file="+img+",if=virtio,format=qcow2",
+		"-serial", "file:"+console, "-monitor", "none", "-nic", "none")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	start := time.Now()
+	for {
+		b, _ := os.ReadFile(console)
+		if bytes.Contains(b, []byte("login:")) {
+			t.Logf("login prompt on the serial console after %s", time.Since(start).Round(time.Second))
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("qemu exited before a login prompt (%v); console:\n%s", err, tail(b))
+		case <-time.After(time.Second):
+		}
+		if time.Since(start) > 5*time.Minute {
+			t.Fatalf("no login prompt after 5 minutes; console:\n%s", tail(b))
+		}
+	}
+}
+
+func tail(b []byte) string {
+	if len(b) > 8192 {
+		b = b[len(b)-8192:]
+	}
+	return string(b)
+}
