@@ -284,3 +284,34 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("after the interrupt, cached: %+v; want only stages[0]", insp.Stages)
 	}
 }
+
+// --build-pipeline gives a manifest without a build pipeline one: its
+// stages run first, and the manifest's run in its tree.
+func TestBuildPipelineFlag(t *testing.T) {
+	store := storeDir(t)
+	out := t.TempDir()
+	bp := filepath.Join(t.TempDir(), "build.json")
+	b, _ := json.Marshal(obj{"pipeline": obj{"stages": []obj{
+		stage("test.mkusr", obj{}),
+		stage("test.write", obj{"path": "usr/bin/marker", "content": "from --build-pipeline\n"}),
+	}}, "runner": "org.osbuild.linux"})
+	if err := os.WriteFile(bp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := obj{
+		"stages":    []obj{stage("test.write", obj{"path": "seen", "from": "/usr/bin/marker"})},
+		"assembler": stage("test.tar", obj{"filename": "list"}),
+	}
+	r := mustBuild(t, store, m, "--output-directory", out, "--build-pipeline", bp)
+	if ran := r.ran(); len(ran) != 4 || !strings.HasPrefix(ran[0], "build-pipeline") {
+		t.Errorf("ran %v; want the two build stages first", ran)
+	}
+	got, err := os.ReadFile(filepath.Join(out, "list"))
+	if err != nil || !strings.Contains(string(got), "seen=from --build-pipeline\n") {
+		t.Errorf("output %q, %v: the stage did not run in the --build-pipeline tree", got, err)
+	}
+	// A missing or broken file is a usage error.
+	if r := build(t, store, m, "--build-pipeline", filepath.Join(t.TempDir(), "none.json")); r.code != 2 {
+		t.Errorf("missing --build-pipeline file: exit %d, want 2", r.code)
+	}
+}
