@@ -56,6 +56,14 @@ func initMain() int {
 	// that forked us is gone, and die with the parent from here on.
 	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 	go watchParent(os.NewFile(lifeFd, "life"))
+	// Catch the signals Run forwards from the first moment: without a
+	// handler Go's runtime answers SIGINT by exiting with status 2 (as
+	// PID 1 of the namespace, dying from the signal is not possible), so
+	// a ^C that came while the root was being set up, or just after the
+	// command started, ended the run with 2. They are passed on to the
+	// command once it runs.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
 
 	var cfg initConfig
 	if err := json.NewDecoder(os.NewFile(configFd, "config")).Decode(&cfg); err != nil {
@@ -72,7 +80,7 @@ func initMain() int {
 		return report("exec", err)
 	}
 	syncPipe.Close()
-	return reapUntil(pid)
+	return reapUntil(pid, sigs)
 }
 
 // watchParent kills the buildroot when Run's process dies: its end of the
@@ -139,9 +147,7 @@ func startCommand(cfg *initConfig) (int, error) {
 // reapUntil forwards signals to the command, reaps every process of the
 // namespace, and once the command exits kills what is left and returns
 // the command's status.
-func reapUntil(pid int) int {
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
+func reapUntil(pid int, sigs chan os.Signal) int {
 	go func() {
 		for s := range sigs {
 			unix.Kill(pid, s.(unix.Signal))

@@ -125,12 +125,27 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	var killedFor error
 	var waitErr error
+	// Signals are passed on once init has started the command (it closes
+	// the sync pipe then): until init has its handlers, one would end it.
+	var report []byte
+	started := false
+	var pending []os.Signal
 loop:
 	for {
 		select {
 		case waitErr = <-waitc:
 			break loop
+		case report = <-reportc:
+			reportc, started = nil, true
+			for _, s := range pending {
+				cmd.Process.Signal(s)
+			}
+			pending = nil
 		case s := <-sigs:
+			if !started {
+				pending = append(pending, s)
+				continue
+			}
 			cmd.Process.Signal(s)
 		case <-timeout:
 			// Killing init kills its PID namespace: every process in it.
@@ -145,7 +160,9 @@ loop:
 			ctx = context.Background()
 		}
 	}
-	report := <-reportc
+	if !started {
+		report = <-reportc
+	}
 	if killedFor != nil {
 		return -1, killedFor
 	}
