@@ -75,18 +75,3 @@ func TestErrorKindsSurviveTheWire(t *testing.T) {
 		})
 	}
 }
-
-func TestUnescapeMountinfo(t *testing.T) {
-	tests := map[string]string{
-		`/mnt/a\040b`:   "/mnt/a b",
-		`/mnt/tab\011`:  "/mnt/tab\t",
-		`/mnt/back\134`: `/mnt/back\`,
-		`/plain`:        "/plain",
-		`/odd\9`:        `/odd\9`,
-	}
-	for in, want := range tests {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

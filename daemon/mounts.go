@@ -18,6 +18,7 @@ import (
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/fusefs"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // mountEntry is a mount the daemon serves.
@@ -110,43 +111,18 @@ func (d *Daemon) recoverMounts() {
 // forgeMounts lists the mountpoints of forge's FUSE mounts in this mount
 // namespace.
 func forgeMounts() (map[string]bool, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 2 {
-			continue
-		}
-		if strings.HasPrefix(g[0], "fuse") && strings.HasPrefix(g[1], "forge") {
-			out[unescapeMountinfo(f[4])] = true
+	for _, m := range ms {
+		if strings.HasPrefix(m.FSType, "fuse") && strings.HasPrefix(m.Source, "forge") {
+			out[m.Point] = true
 		}
 	}
 	return out, nil
 }
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (any, error) {
 	req, err := decode[MountRequest](body)

@@ -3,21 +3,19 @@ package assemblers_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/itest"
 	"github.com/forge-build/forge/loopd"
 	"golang.org/x/sys/unix"
 )
@@ -96,7 +94,7 @@ func unmount(t *testing.T, dir string) {
 func startLoopd(t *testing.T, dir string) string {
 	t.Helper()
 	sock := filepath.Join(dir, "loopd.sock")
-	var log lockedBuffer
+	var log itest.LockedBuffer
 	srv, err := loopd.NewServer(loopd.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -127,17 +125,15 @@ func startLoopd(t *testing.T, dir string) string {
 // the test.
 func (e *env) run(t *testing.T, name, tree, out string, options any) (output string, err error) {
 	t.Helper()
-	args, err := json.Marshal(map[string]any{"tree": tree, "options": options, "output_dir": out})
+	cmd, err := itest.StageCommand(t.Context(), libDir, "assemblers/"+name,
+		map[string]any{"tree": tree, "options": options, "output_dir": out})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(t.Context(), assemblersBin)
-	cmd.Args = []string{name}
-	cmd.Stdin = bytes.NewReader(args)
 	cmd.Env = append(os.Environ(), "FORGE_LOOPD_SOCKET="+e.socket, "TMPDIR="+e.tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	b, err := cmd.CombinedOutput()
-	if m := mountsBelow(e.tmp); len(m) > 0 {
+	if m := itest.MountsUnder(e.tmp); len(m) > 0 {
 		t.Errorf("%s left mounts: %v", name, m)
 		for _, mp := range slices.Backward(m) {
 			unix.Unmount(mp, unix.MNT_DETACH)
@@ -159,53 +155,14 @@ func (e *env) mustRun(t *testing.T, name, tree, out string, options any) {
 	}
 }
 
-// mountsBelow lists the mount points at or below dir.
-func mountsBelow(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return []string{err.Error()}
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 5 {
-			continue
-		}
-		mp := fstree.UnescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out
-}
-
-// boundUnder lists the loop devices (as "loopN=backing") whose backing file
-// is under prefix, from sysfs: only devices of this test.
-func boundUnder(prefix string) []string {
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	var out []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // detached while we looked
-		}
-		backing := strings.TrimSpace(string(b))
-		if strings.HasPrefix(backing, prefix+"/") {
-			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(f)))+"="+backing)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // waitUnbound waits until no loop device is backed by a file under prefix:
 // loopd detaches a client's devices once it sees the connection close.
 func waitUnbound(t *testing.T, prefix string) {
 	t.Helper()
 	deadline := time.Now().Add(patience)
-	for len(boundUnder(prefix)) > 0 {
+	for len(itest.LoopsBackedUnder(prefix)) > 0 {
 		if time.Now().After(deadline) {
-			t.Errorf("loop devices still attached %v after the client went away: %v", patience, boundUnder(prefix))
+			t.Errorf("loop devices still attached %v after the client went away: %v", patience, itest.LoopsBackedUnder(prefix))
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -337,22 +294,4 @@ func allocated(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return st.Blocks * 512
-}
-
-// lockedBuffer collects loopd's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -6,19 +6,18 @@ package buildroot_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/forge-build/forge/daemon"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 var forgeBin string
@@ -28,61 +27,15 @@ func TestMain(m *testing.M) {
 		fmt.Println("skipping integration/buildroot: needs root (namespaces, mounts, a store daemon)")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "forge-bin-")
-	if err != nil {
-		panic(err)
-	}
-	// FORGE_TEST_BIN tests a forge binary built elsewhere (an installed one).
-	if forgeBin = os.Getenv("FORGE_TEST_BIN"); forgeBin == "" {
-		forgeBin = filepath.Join(dir, "forge")
-		build := exec.Command("go", "build", "-o", forgeBin, "./cmd/forge")
-		build.Dir = moduleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Printf("build forge: %v\n%s", err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			panic("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
+	os.Exit(itest.RunWithForge(m, &forgeBin))
 }
 
 // storeDir makes a store whose daemon is stopped when the test ends.
 func storeDir(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(fstree.DiskTempDir(t), "store")
-	t.Cleanup(func() { stopDaemon(t, dir) })
+	t.Cleanup(func() { itest.StopDaemon(t, forgeBin, dir) })
 	return dir
-}
-
-func stopDaemon(t *testing.T, store string) {
-	t.Helper()
-	c := daemon.NewClient(store)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	info, err := c.Ping(ctx)
-	if err != nil {
-		return
-	}
-	if out, err := exec.Command(forgeBin, "daemon", "stop", "--store", store).CombinedOutput(); err != nil {
-		t.Errorf("forge daemon stop: %v\n%s", err, out)
-		syscall.Kill(info.PID, syscall.SIGKILL)
-	}
 }
 
 // forge runs the CLI; it returns stdout, stderr and the exit status.
@@ -112,39 +65,20 @@ func mustForge(t *testing.T, args ...string) string {
 	return out
 }
 
-// mountLines returns the lines of a mountinfo file.
-func mountLines(t *testing.T, path string) []string {
+// mountTable reads a mountinfo file (the host's, another namespace's).
+func mountTable(t *testing.T, path string) []mountinfo.Mount {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	ms, err := mountinfo.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Split(strings.TrimSpace(string(b)), "\n")
+	return ms
 }
 
-// mountsUnder lists the host's mountpoints under dir.
+// mountsUnder lists the host's mountpoints at or under dir.
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	var out []string
-	for _, l := range mountLines(t, "/proc/self/mountinfo") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
-
-// processesWith lists PIDs whose command line contains marker.
-func processesWith(marker string) []string {
-	var pids []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(b, []byte(marker)) {
-			pids = append(pids, e.Name())
-		}
-	}
-	return pids
+	return mountinfo.Under(mountTable(t, mountinfo.Self), dir)
 }
 
 // eventually polls cond until it holds; it fails the test with what

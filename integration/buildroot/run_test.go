@@ -7,11 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // The view from inside: PID 1 is forge, ps sees only the buildroot, the
@@ -166,13 +170,13 @@ func TestSIGKILLLeavesNothing(t *testing.T) {
 	marker := fmt.Sprintf("%d.%d", os.Getpid(), 4242)
 	cmd, _ := startRun(t, "run", "--store", store, "--tree", "", "--commit-ref", "never", "--",
 		"sh", "-c", "sleep "+marker+" & echo ready; wait")
-	if len(processesWith(marker)) == 0 || len(mountsUnder(t, store)) == 0 {
+	if len(itest.ProcessesWith(marker)) == 0 || len(mountsUnder(t, store)) == 0 {
 		t.Fatalf("before the kill: want a sleep %s and a tree mount under %s", marker, store)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	eventually(t, "processes of the killed run", func() (bool, string) {
-		p := processesWith(marker)
+		p := itest.ProcessesWith(marker)
 		return len(p) == 0, fmt.Sprint(p)
 	})
 	eventually(t, "mounts of the killed run", func() (bool, string) {
@@ -210,9 +214,9 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 		b, _ := os.Readlink("/proc/self/ns/mnt")
 		return a != b, a
 	})
-	for _, l := range mountLines(t, nsMounts) {
-		if f := strings.Fields(l); f[4] == "/" && !strings.Contains(l, "shared:") {
-			t.Fatalf("/ is not shared in the test namespace: %s", l)
+	for _, m := range mountTable(t, nsMounts) {
+		if m.Point == "/" && !slices.ContainsFunc(m.Optional, func(o string) bool { return strings.HasPrefix(o, "shared:") }) {
+			t.Fatalf("/ is not shared in the test namespace: %+v", m)
 		}
 	}
 	// Count the mounts below the test's own directory (the store, its runs
@@ -220,16 +224,8 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 	// seed's bug multiplied. Other mounts on the machine come and go
 	// with whatever else runs there.
 	mine := filepath.Dir(store)
-	count := func(mountinfo string) int {
-		n := 0
-		for _, l := range mountLines(t, mountinfo) {
-			if f := strings.Fields(l); len(f) > 4 && (f[4] == mine || strings.HasPrefix(f[4], mine+"/")) {
-				n++
-			}
-		}
-		return n
-	}
-	baseNS, baseHost := count(nsMounts), count("/proc/self/mountinfo")
+	count := func(table string) int { return len(mountinfo.Under(mountTable(t, table), mine)) }
+	baseNS, baseHost := count(nsMounts), count(mountinfo.Self)
 
 	const n, perRun = 8, 2
 	var stdins []io.WriteCloser
@@ -243,7 +239,7 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 	if got := count(nsMounts); got > baseNS+n*perRun {
 		t.Errorf("test namespace: %d mounts with %d buildroots running, baseline %d", got, n, baseNS)
 	}
-	if got := count("/proc/self/mountinfo"); got > baseHost+n*perRun {
+	if got := count(mountinfo.Self); got > baseHost+n*perRun {
 		t.Errorf("host namespace: %d mounts with %d buildroots running, baseline %d", got, n, baseHost)
 	}
 	var wg sync.WaitGroup
@@ -259,7 +255,7 @@ func TestConcurrentUnderSharedPropagation(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, "mount counts back to baseline", func() (bool, string) {
-		ns, host := count(nsMounts), count("/proc/self/mountinfo")
+		ns, host := count(nsMounts), count(mountinfo.Self)
 		return ns == baseNS && host == baseHost, "ns " + strconv.Itoa(ns) + " host " + strconv.Itoa(host)
 	})
 }

@@ -1,7 +1,6 @@
 package cow_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/forge-build/forge/daemon"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // cliTimeout bounds one forge command, so that a hung daemon fails the
@@ -239,24 +239,13 @@ type mountEntry struct {
 }
 
 func mountTable() []mountEntry {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 5 || len(b) < 2 {
-			continue
-		}
-		out = append(out, mountEntry{mountpoint: fstree.UnescapeMountinfo(a[4]), fstype: b[0], source: fstree.UnescapeMountinfo(b[1])})
+	out := make([]mountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mountEntry{mountpoint: m.Point, fstype: m.FSType, source: m.Source})
 	}
 	return out
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/forge-build/forge/daemon"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 var forgeBin string
@@ -31,41 +33,9 @@ func TestMain(m *testing.M) {
 		fmt.Println("skipping integration/daemon: needs root (FUSE mounts, a daemon serving /dev/fuse)")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "forge-bin-")
-	if err != nil {
-		panic(err)
-	}
-	// Tests run the binary as nobody too.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		panic(err)
-	}
-	// FORGE_TEST_BIN tests a forge binary built elsewhere (an installed one).
-	if forgeBin = os.Getenv("FORGE_TEST_BIN"); forgeBin == "" {
-		forgeBin = filepath.Join(dir, "forge")
-		build := exec.Command("go", "build", "-o", forgeBin, "./cmd/forge")
-		build.Dir = moduleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Printf("build forge: %v\n%s", err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			panic("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
+	// Tests run the binary as nobody too: RunWithForge's directory lets
+	// them.
+	os.Exit(itest.RunWithForge(m, &forgeBin))
 }
 
 // storeDir makes a store directory and makes sure that whatever daemon the
@@ -77,22 +47,13 @@ func storeDir(t *testing.T) string {
 	return dir
 }
 
-// stopDaemon stops the store's daemon: politely, then by its PID.
+// stopDaemon stops the store's daemon, politely, then by its PID, and
+// waits until it is gone.
 func stopDaemon(t *testing.T, store string) {
 	t.Helper()
-	c := daemon.NewClient(store)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	info, err := c.Ping(ctx)
-	if err != nil {
-		return
+	if pid := itest.StopDaemon(t, forgeBin, store); pid != 0 {
+		waitGone(t, pid)
 	}
-	if _, _, err := forge(t, "daemon", "stop", "--store", store); err != nil {
-		t.Errorf("forge daemon stop: %v", err)
-		syscall.Kill(info.PID, syscall.SIGKILL)
-	}
-	waitGone(t, info.PID)
 }
 
 func waitGone(t *testing.T, pid int) {
@@ -170,13 +131,9 @@ func mountTree(t *testing.T, store, tree, mp string) {
 }
 
 func isForgeMount(mp string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == mp && strings.Contains(line, " - fuse") {
+	ms, _ := mountinfo.Read()
+	for _, m := range ms {
+		if m.Point == mp && strings.HasPrefix(m.FSType, "fuse") {
 			return true
 		}
 	}

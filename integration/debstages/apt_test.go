@@ -1,9 +1,11 @@
 package debstages_test
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,6 +34,49 @@ func stuckMirror(t *testing.T) (url string, requests <-chan string) {
 		srv.Close()
 	})
 	return srv.URL + "/debian", reqs
+}
+
+// stuckRun is a stage started against a stuck mirror.
+type stuckRun struct {
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	exited chan error
+}
+
+// startStuck starts a stage whose tool (apt-get, mmdebstrap) fetches from
+// a stuck mirror, and returns once the mirror has a request from it; a
+// stage that ends before that fails t.
+func startStuck(t *testing.T, name, tree string, options any, tool string, requests <-chan string) *stuckRun {
+	t.Helper()
+	cmd, out := stageCmd(t, name, tree, options)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &stuckRun{cmd: cmd, out: out, exited: make(chan error, 1)}
+	go func() { r.exited <- cmd.Wait() }()
+	select {
+	case path := <-requests:
+		t.Logf("%s asks the stuck mirror for %s", tool, path)
+	case err := <-r.exited:
+		t.Fatalf("the stage ended (%v) before %s asked the mirror:\n%s", err, tool, out.String())
+	}
+	return r
+}
+
+// cancel sends the stage SIGTERM, as the builder does on cancel; the
+// stage must fail, saying that tool was stopped.
+func (r *stuckRun) cancel(t *testing.T, tool string) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-r.exited; err == nil {
+		t.Errorf("the stage succeeded after SIGTERM:\n%s", r.out.String())
+	}
+	t.Logf("the stage's output ends:\n%s", tail(r.out.String(), 4))
+	if !strings.Contains(r.out.String(), "stopped") {
+		t.Errorf("the stage's output does not say %s was stopped:\n%s", tool, tail(r.out.String(), 20))
+	}
 }
 
 // treeFile is what the tree has at a path: nothing, a file, or a symlink.
@@ -127,18 +172,7 @@ func testApt(t *testing.T, tree string) {
 			t.Fatal(err)
 		}
 
-		cmd, out := stageCmd(t, "org.osbuild.apt", tree, map[string]any{"packages": []string{"hello"}})
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case path := <-requests:
-			t.Logf("apt-get asks the stuck mirror for %s", path)
-		case err := <-exited:
-			t.Fatalf("the stage ended (%v) before apt-get asked the mirror:\n%s", err, out.String())
-		}
+		run := startStuck(t, "org.osbuild.apt", tree, map[string]any{"packages": []string{"hello"}}, "apt-get", requests)
 
 		// While apt runs: the stage's policy-rc.d, the host's resolv.conf,
 		// the chroot's mounts.
@@ -155,17 +189,7 @@ func testApt(t *testing.T, tree string) {
 			}
 		}
 
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		err = <-exited
-		if err == nil {
-			t.Errorf("the stage succeeded after SIGTERM:\n%s", out.String())
-		}
-		t.Logf("the stage's output ends:\n%s", tail(out.String(), 4))
-		if !strings.Contains(out.String(), "stopped") {
-			t.Errorf("the stage's output does not say apt-get was stopped:\n%s", tail(out.String(), 20))
-		}
+		run.cancel(t, "apt-get")
 		assertClean(t, tree)
 		assertTreeFile(t, tree, policyRCD, treeFile{kind: "none"})
 		assertTreeFile(t, tree, resolvConf, treeFile{kind: "none"})

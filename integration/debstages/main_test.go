@@ -1,10 +1,10 @@
 // Package debstages_test runs org.osbuild.mmdebstrap and org.osbuild.apt
-// as the builder does — one static multi-call binary linked into a
-// libdir, started as `LIBDIR/osbuild-run LIBDIR/stages/NAME` with the
-// arguments as JSON on stdin — directly on the host (the lead's builder
-// tests run them in a buildroot). One mmdebstrap of a minimal bookworm,
-// from the host's own apt mirror, is shared by every test of the package;
-// the apt tests install into it in turn.
+// as the builder does — cmd/forge-stages linked into a libdir, started
+// as `LIBDIR/osbuild-run LIBDIR/stages/NAME` with the arguments as JSON
+// on stdin — directly on the host (the lead's builder tests run them in
+// a buildroot). One mmdebstrap of a minimal bookworm, from the host's
+// own apt mirror, is shared by every test of the package; the apt tests
+// install into it in turn.
 //
 // It needs root (mmdebstrap's root mode, mounts, chroot), mmdebstrap,
 // debian-archive-keyring and a reachable Debian mirror in the host's apt
@@ -14,18 +14,18 @@ package debstages_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/forge-build/forge/internal/itest"
 )
 
 // suite is the Debian release the tests bootstrap.
@@ -35,31 +35,12 @@ const suite = "bookworm"
 const keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 var (
-	// workDir holds the binary, the libdir, the shared tree and logs.
+	// workDir holds the libdir, the shared tree and logs.
 	workDir string
-	// libDir holds the multi-call binary's links: osbuild-run and
-	// stages/NAME.
+	// libDir is forge's libdir, built for this run: osbuild-run and
+	// stages/NAME, links of cmd/forge-stages.
 	libDir string
 )
-
-// stageMain is the binary's main until cmd/forge-stages lists these
-// stages: it is compiled into a package of this directory through an
-// overlay, so nothing is written into the repository.
-const stageMain = `package main
-
-import (
-	"github.com/forge-build/forge/stages/apt"
-	"github.com/forge-build/forge/stages/mmdebstrap"
-	"github.com/forge-build/forge/stages/stage"
-)
-
-func main() {
-	stage.Main([]stage.Stage{
-		{Name: "org.osbuild.apt", Kind: stage.KindStage, Run: apt.Run},
-		{Name: "org.osbuild.mmdebstrap", Kind: stage.KindStage, Run: mmdebstrap.Run},
-	})
-}
-`
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -76,7 +57,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	workDir = dir
-	if err := buildLibDir(dir); err != nil {
+	libDir = filepath.Join(dir, "lib")
+	if err := itest.Libdir(libDir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		return 1
@@ -94,57 +76,14 @@ func run(m *testing.M) int {
 	return code
 }
 
-// goTool is the go command: on PATH, or the one that built this test.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
-// buildLibDir builds the static multi-call binary and links the libdir.
-func buildLibDir(dir string) error {
-	here, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	mainFile := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(mainFile, []byte(stageMain), 0o644); err != nil {
-		return err
-	}
-	overlay, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(here, "forgestages", "main.go"): mainFile},
-	})
-	if err != nil {
-		return err
-	}
-	overlayFile := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(overlayFile, overlay, 0o644); err != nil {
-		return err
-	}
-	bin := filepath.Join(dir, "forge-stages")
-	build := exec.Command(goTool(), "build", "-overlay", overlayFile, "-o", bin, "./forgestages")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the stages binary: %v\n%s", err, out)
-	}
-	libDir = filepath.Join(dir, "lib")
-	if out, err := exec.Command(bin, "link", libDir).CombinedOutput(); err != nil {
-		return fmt.Errorf("forge-stages link: %v\n%s", err, out)
-	}
-	return nil
-}
-
 // stageCmd is a stage run the builder's way, not started yet: in a
 // process group of its own, its output in out.
 func stageCmd(t *testing.T, name, tree string, options any) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	args, err := json.Marshal(map[string]any{"tree": tree, "options": options})
+	cmd, err := itest.StageCommand(context.Background(), libDir, "stages/"+name, map[string]any{"tree": tree, "options": options})
 	if err != nil {
-		t.Fatalf("arguments of %s: %v", name, err)
+		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(libDir, "osbuild-run"), filepath.Join(libDir, "stages", name))
-	cmd.Stdin = bytes.NewReader(args)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Dir = "/"

@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -124,27 +123,7 @@ func TestMmdebstrapCancel(t *testing.T) {
 	}
 	mirror, requests := stuckMirror(t)
 	tree := t.TempDir()
-	cmd, out := stageCmd(t, "org.osbuild.mmdebstrap", tree, map[string]any{"suite": suite, "mirror": mirror})
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case path := <-requests:
-		t.Logf("mmdebstrap asks the stuck mirror for %s", path)
-	case err := <-exited:
-		t.Fatalf("the stage ended (%v) before mmdebstrap asked the mirror:\n%s", err, out.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-exited; err == nil {
-		t.Errorf("the stage succeeded after SIGTERM:\n%s", out.String())
-	}
-	t.Logf("the stage's output ends:\n%s", tail(out.String(), 4))
-	if !strings.Contains(out.String(), "stopped") {
-		t.Errorf("the stage's output does not say mmdebstrap was stopped:\n%s", tail(out.String(), 20))
-	}
+	run := startStuck(t, "org.osbuild.mmdebstrap", tree, map[string]any{"suite": suite, "mirror": mirror}, "mmdebstrap", requests)
+	run.cancel(t, "mmdebstrap")
 	assertClean(t, tree)
 }

@@ -15,12 +15,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/forge-build/forge/internal/itest"
 	"github.com/forge-build/forge/loopd"
 	"golang.org/x/sys/unix"
 )
@@ -163,25 +163,6 @@ func checkNode(t *testing.T, path string, major uint32, uid uint32) {
 	}
 }
 
-// boundUnder lists the loop devices (as "loopN=backing") whose backing file
-// is under prefix, from sysfs: only devices this test attached.
-func boundUnder(prefix string) []string {
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	var out []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // detached while we looked
-		}
-		backing := strings.TrimSpace(string(b))
-		if strings.HasPrefix(backing, prefix+"/") {
-			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(f)))+"="+backing)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // eventually polls cond until it holds or patience runs out; then it
 // fails the test with what describe says about the state.
 func eventually(t *testing.T, what string, cond func() bool, describe func() string) {
@@ -198,8 +179,8 @@ func eventually(t *testing.T, what string, cond func() bool, describe func() str
 // waitUnbound waits until no loop device is backed by a file under prefix.
 func waitUnbound(t *testing.T, prefix string) {
 	t.Helper()
-	eventually(t, "devices detached", func() bool { return len(boundUnder(prefix)) == 0 },
-		func() string { return fmt.Sprint(boundUnder(prefix)) })
+	eventually(t, "devices detached", func() bool { return len(itest.LoopsBackedUnder(prefix)) == 0 },
+		func() string { return fmt.Sprint(itest.LoopsBackedUnder(prefix)) })
 }
 
 // partitionGone says whether partition part of loop device dev is gone, or
@@ -213,29 +194,11 @@ func partitionGone(part, dev, backing string) bool {
 	return err != nil || strings.TrimSpace(string(b)) != backing
 }
 
-// lockedBuffer collects the daemon's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // daemon is a running loopd.
 type daemon struct {
 	cmd        *exec.Cmd
 	seq, dgram string
-	log        lockedBuffer
+	log        itest.LockedBuffer
 	done       chan struct{}
 	waitErr    error
 	sockets    int               // listening sockets it serves
@@ -524,7 +487,7 @@ type pyProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	result pyResult
-	stderr lockedBuffer
+	stderr itest.LockedBuffer
 }
 
 // startPython runs the Python client and waits for its result line. extra

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/forge-build/forge/internal/itest"
 	"github.com/forge-build/forge/loopd"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +40,7 @@ func TestGoClient(t *testing.T) {
 			a := attach(t, c, openFile(t, img, os.O_RDWR), openFile(t, devDir, os.O_RDONLY), loopd.AttachOptions{})
 			node := filepath.Join(devDir, a.Devname)
 			checkNode(t, node, 7, 0)
-			if got := boundUnder(dir); len(got) != 1 || !strings.HasPrefix(got[0], a.Devname+"=") {
+			if got := itest.LoopsBackedUnder(dir); len(got) != 1 || !strings.HasPrefix(got[0], a.Devname+"=") {
 				t.Fatalf("bound devices %v, want %s backed by %s", got, a.Devname, img)
 			}
 			data := pattern("go client "+transport, 64<<10)
@@ -577,7 +578,7 @@ func TestClientKilled(t *testing.T) {
 				t.Fatalf("reply %+v", p.result.Reply)
 			}
 			dev := p.result.Reply.Devname
-			if got := boundUnder(dir); len(got) != 1 {
+			if got := itest.LoopsBackedUnder(dir); len(got) != 1 {
 				t.Fatalf("bound %v while the client holds %s", got, dev)
 			}
 			if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -678,7 +679,7 @@ func TestRefused(t *testing.T) {
 					refusals++
 				}
 				d.checkFDs(t)
-				if got := boundUnder(dir); len(got) != 0 {
+				if got := itest.LoopsBackedUnder(dir); len(got) != 0 {
 					t.Fatalf("devices left bound: %v", got)
 				}
 				if entries, _ := os.ReadDir(devDir); len(entries) != 0 {
@@ -716,7 +717,7 @@ func TestUnprivileged(t *testing.T) {
 			if res.Reply.Devname != "" || !strings.Contains(res.Reply.Error, "permission denied") {
 				t.Fatalf("reply %+v, want permission denied", res.Reply)
 			}
-			if got := boundUnder(dir); len(got) != 0 {
+			if got := itest.LoopsBackedUnder(dir); len(got) != 0 {
 				t.Fatalf("devices bound: %v", got)
 			}
 			d.checkFDs(t)
@@ -775,7 +776,7 @@ func TestPerClientLimit(t *testing.T) {
 	if !errors.As(err, &re) || !strings.Contains(re.Message, "limit reached") {
 		t.Fatalf("third Attach: %v, want a limit error", err)
 	}
-	if got := boundUnder(dir); len(got) != 2 {
+	if got := itest.LoopsBackedUnder(dir); len(got) != 2 {
 		t.Errorf("bound %v, want two devices", got)
 	}
 	other := dial(t, "seqpacket", d.seq)
@@ -805,11 +806,11 @@ func TestSIGTERM(t *testing.T) {
 	if p.result.Reply.Error != "" {
 		t.Fatalf("python: %+v", p.result.Reply)
 	}
-	if got := boundUnder(dir); len(got) != 4 {
+	if got := itest.LoopsBackedUnder(dir); len(got) != 4 {
 		t.Fatalf("bound %v, want 4 devices", got)
 	}
 	d.stop(t) // SIGTERM; fails the test unless loopd exits 0
-	if got := boundUnder(dir); len(got) != 0 {
+	if got := itest.LoopsBackedUnder(dir); len(got) != 0 {
 		t.Errorf("after SIGTERM, still bound: %v", got)
 	}
 	for _, path := range []string{d.seq, d.dgram} {

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/forge-build/forge/internal/itest"
 )
 
 var (
@@ -44,9 +46,8 @@ func run(m *testing.M) int {
 	}
 	suiteDir = dir
 	loopdBin = filepath.Join(dir, "loopd")
-	build := exec.Command("go", "build", "-o", loopdBin, "github.com/forge-build/forge/cmd/loopd")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building loopd: %v\n%s", err, out)
+	if err := itest.GoBuild(loopdBin, "./cmd/loopd", false); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if err := os.WriteFile(filepath.Join(dir, "client.py"), []byte(pythonClient), 0o644); err != nil {

@@ -216,20 +216,20 @@ func TestFixtureThroughMount(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s is not in /proc/self/mountinfo", mnt)
 		}
-		if want := "forge:" + tree.Short(); mi.source != want {
-			t.Errorf("source %q, want %q", mi.source, want)
+		if want := "forge:" + tree.Short(); mi.Source != want {
+			t.Errorf("source %q, want %q", mi.Source, want)
 		}
-		if mi.fstype != "fuse."+fusefs.FSType {
-			t.Errorf("type %q, want fuse.%s", mi.fstype, fusefs.FSType)
+		if mi.FSType != "fuse."+fusefs.FSType {
+			t.Errorf("type %q, want fuse.%s", mi.FSType, fusefs.FSType)
 		}
 		for _, o := range []string{"ro", "nosuid", "nodev"} {
-			if !hasOption(mi.options, o) {
-				t.Errorf("mount options %q lack %s", mi.options, o)
+			if !hasOption(mi.Options, o) {
+				t.Errorf("mount options %q lack %s", mi.Options, o)
 			}
 		}
 		for _, o := range []string{"default_permissions", "allow_other"} {
-			if !hasOption(mi.superOptions, o) {
-				t.Errorf("superblock options %q lack %s", mi.superOptions, o)
+			if !hasOption(mi.SuperOptions, o) {
+				t.Errorf("superblock options %q lack %s", mi.SuperOptions, o)
 			}
 		}
 	})

@@ -11,7 +11,6 @@
 package mount_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // requireFUSE skips t unless it runs as root with /dev/fuse.
@@ -146,36 +146,20 @@ func unmount(t testing.TB, m *fusefs.Mount) {
 	}
 }
 
-// mountInfo is one line of /proc/self/mountinfo.
-type mountInfo struct {
-	mountpoint, options, fstype, source, superOptions string
-}
-
-// findMount returns the mountinfo line of the mount at path.
-func findMount(t testing.TB, path string) (mountInfo, bool) {
+// findMount returns the first mount at path in this process's mount
+// table.
+func findMount(t testing.TB, path string) (mountinfo.Mount, bool) {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		// ID parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		pre, post, ok := strings.Cut(s.Text(), " - ")
-		if !ok {
-			continue
+	for _, m := range ms {
+		if m.Point == path {
+			return m, true
 		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 6 || len(b) < 3 || fstree.UnescapeMountinfo(a[4]) != path {
-			continue
-		}
-		return mountInfo{mountpoint: path, options: a[5], fstype: b[0], source: fstree.UnescapeMountinfo(b[1]), superOptions: b[2]}, true
 	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return mountInfo{}, false
+	return mountinfo.Mount{}, false
 }
 
 // hasOption reports whether the comma-separated list opts holds opt.

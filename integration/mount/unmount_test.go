@@ -153,14 +153,14 @@ func TestMountOptions(t *testing.T) {
 	if !ok {
 		t.Fatal("not in mountinfo")
 	}
-	if mi.source != "forge:buildroot" {
-		t.Errorf("source %q, want forge:buildroot", mi.source)
+	if mi.Source != "forge:buildroot" {
+		t.Errorf("source %q, want forge:buildroot", mi.Source)
 	}
-	if !hasOption(mi.options, "ro") || hasOption(mi.options, "nosuid") || hasOption(mi.options, "nodev") {
-		t.Errorf("options %q: want ro, without nosuid and nodev", mi.options)
+	if !hasOption(mi.Options, "ro") || hasOption(mi.Options, "nosuid") || hasOption(mi.Options, "nodev") {
+		t.Errorf("options %q: want ro, without nosuid and nodev", mi.Options)
 	}
-	if hasOption(mi.superOptions, "allow_other") {
-		t.Errorf("superblock options %q: allow_other without AllowOther", mi.superOptions)
+	if hasOption(mi.SuperOptions, "allow_other") {
+		t.Errorf("superblock options %q: allow_other without AllowOther", mi.SuperOptions)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(m.Mountpoint(), &st); err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // commandTimeout only keeps a hung CLI from hanging the whole test run;
@@ -387,15 +388,13 @@ func unmountAtCleanup(t *testing.T, target string) {
 // isMountPoint reports whether something is mounted at path.
 func isMountPoint(t testing.TB, path string) bool {
 	t.Helper()
-	info, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Mount points are the fifth field, with space, tab, newline and
-	// backslash escaped in octal.
-	escaped := strings.NewReplacer(`\`, `\134`, " ", `\040`, "\t", `\011`, "\n", `\012`).Replace(filepath.Clean(path))
-	for _, line := range strings.Split(string(info), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == escaped {
+	path = filepath.Clean(path)
+	for _, m := range ms {
+		if m.Point == path {
 			return true
 		}
 	}

@@ -1,7 +1,6 @@
 package fstree
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/internal/xattr"
 )
 
 // openDirFlags open a directory without following a symlink in its place.
@@ -62,46 +63,22 @@ func procPath(dirfd int, name string) string {
 // listXattrs returns the xattr names of the entry name in dirfd, sorted.
 func listXattrs(dirfd int, name string) ([]string, error) {
 	p := procPath(dirfd, name)
-	size := 1024
-	for {
-		buf := make([]byte, size)
-		n, err := unix.Llistxattr(p, buf)
-		switch {
-		case err == unix.ERANGE:
-			size *= 4
-			continue
-		case err == unix.ENOTSUP:
-			return nil, nil
-		case err != nil:
-			return nil, fmt.Errorf("llistxattr: %w", err)
-		}
-		var names []string
-		for _, b := range bytes.Split(buf[:n], []byte{0}) {
-			if len(b) > 0 {
-				names = append(names, string(b))
-			}
-		}
-		sort.Strings(names)
-		return names, nil
+	names, err := xattr.List(func(buf []byte) (int, error) { return unix.Llistxattr(p, buf) })
+	if err != nil {
+		return nil, fmt.Errorf("llistxattr: %w", err)
 	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // getXattr returns the value of the xattr attr of the entry name in dirfd.
 func getXattr(dirfd int, name, attr string) ([]byte, error) {
 	p := procPath(dirfd, name)
-	size := 256
-	for {
-		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, attr, buf)
-		if err == unix.ERANGE {
-			size *= 4
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lgetxattr %s: %w", attr, err)
-		}
-		return buf[:n], nil
+	value, err := xattr.Get(func(buf []byte) (int, error) { return unix.Lgetxattr(p, attr, buf) })
+	if err != nil {
+		return nil, fmt.Errorf("lgetxattr %s: %w", attr, err)
 	}
+	return value, nil
 }
 
 // setXattr sets the xattr attr of the entry name in dirfd without following

@@ -1,11 +1,11 @@
 package fstree
 
 import (
-	"bufio"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // TestDirEnv names the environment variable that points tests at a disk
@@ -53,51 +53,11 @@ func DiskTempDir(t testing.TB) string {
 
 // mountsBelow lists the mount points at or below dir.
 func mountsBelow(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	dir = filepath.Clean(dir)
-	var out []string
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := UnescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out
-}
-
-// UnescapeMountinfo undoes the octal escapes (\040 for a space, ...) of
-// /proc/self/mountinfo.
-func UnescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			v := 0
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + int(c-'0')
-			}
-			if ok {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return mountinfo.Under(ms, dir)
 }
 
 // MustBuildFixture builds the fixture in dir or fails t.

@@ -1,24 +1,29 @@
 // Package itest holds what forge's integration tests (integration/...)
-// share: building forge and its libdir once per test binary, stopping a
-// store's daemon, and finding mounts and processes a test left behind.
+// share: building forge and its libdir once per test binary, running a
+// stage of the libdir, stopping a store's daemon, and finding mounts,
+// processes and loop devices a test left behind.
 package itest
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/forge-build/forge/daemon"
-	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // BinEnv names a forge binary built elsewhere (an installed one) for the
@@ -43,6 +48,15 @@ func ModuleRoot() (string, error) {
 	}
 }
 
+// goTool is the go command: on PATH, or the one that built this test (a
+// test binary run directly, as root, may have a PATH without it).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
 // GoBuild builds package pkg (relative to the module root) into out;
 // static builds without cgo, as the libdir's binaries must be.
 func GoBuild(out, pkg string, static bool) error {
@@ -50,7 +64,7 @@ func GoBuild(out, pkg string, static bool) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command(goTool(), "build", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = os.Environ()
 	if static {
@@ -85,9 +99,66 @@ func Libdir(dir string) error {
 	return nil
 }
 
+// RunWithForge is the body of a TestMain whose tests run forge: it sets
+// *forge to $FORGE_TEST_BIN or to a forge built into a new temporary
+// directory (which other users may traverse, so that tests can run forge
+// as nobody), runs the tests and removes the directory.
+func RunWithForge(m *testing.M, forge *string) int {
+	return runInTempDir(m, "forge-bin-", func(dir string) error {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return err
+		}
+		var err error
+		*forge, err = Forge(dir)
+		return err
+	})
+}
+
+// RunWithLibdir is the body of a TestMain whose tests run the libdir's
+// stages and assemblers: it builds the libdir into a new temporary
+// directory, sets *libdir to it, runs the tests and removes the
+// directory.
+func RunWithLibdir(m *testing.M, libdir *string) int {
+	return runInTempDir(m, "forge-libdir-", func(dir string) error {
+		*libdir = dir
+		return Libdir(dir)
+	})
+}
+
+// runInTempDir runs the tests once prepare has filled a new temporary
+// directory, and removes the directory after them. A failed preparation
+// fails the run (exit status 1) without running any test.
+func runInTempDir(m *testing.M, pattern string, prepare func(dir string) error) int {
+	dir, err := os.MkdirTemp("", pattern)
+	if err == nil {
+		defer os.RemoveAll(dir)
+		err = prepare(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// StageCommand is the command that runs the stage or assembler path of
+// libdir ("stages/NAME", "assemblers/NAME") as the builder does: through
+// libdir's osbuild-run, with args as JSON on stdin. The caller sets its
+// output, environment and process attributes.
+func StageCommand(ctx context.Context, libdir, path string, args any) (*exec.Cmd, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("arguments of %s: %w", path, err)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(libdir, "osbuild-run"), filepath.Join(libdir, path))
+	cmd.Stdin = bytes.NewReader(b)
+	return cmd, nil
+}
+
 // StopDaemon stops the daemon of store, if one runs, with forge daemon
-// stop (SIGKILL by PID when that fails).
-func StopDaemon(t testing.TB, forge, store string) {
+// stop (SIGKILL by PID when that fails). It returns the daemon's PID, 0
+// when none answered.
+func StopDaemon(t testing.TB, forge, store string) int {
 	t.Helper()
 	c := daemon.NewClient(store)
 	defer c.Close()
@@ -95,32 +166,22 @@ func StopDaemon(t testing.TB, forge, store string) {
 	defer cancel()
 	info, err := c.Ping(ctx)
 	if err != nil {
-		return
+		return 0
 	}
 	if out, err := exec.Command(forge, "daemon", "stop", "--store", store).CombinedOutput(); err != nil {
 		t.Errorf("forge daemon stop: %v\n%s", err, out)
 		syscall.Kill(info.PID, syscall.SIGKILL)
 	}
+	return info.PID
 }
 
 // MountsUnder lists this namespace's mountpoints at or under dir.
 func MountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
-		return []string{"(cannot read /proc/self/mountinfo: " + err.Error() + ")"}
+		return []string{"(" + err.Error() + ")"}
 	}
-	dir = filepath.Clean(dir)
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		if mp := fstree.UnescapeMountinfo(f[4]); mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out
+	return mountinfo.Under(ms, dir)
 }
 
 // ProcessesWith lists the PIDs (other than this process) whose command
@@ -136,4 +197,43 @@ func ProcessesWith(marker string) []string {
 		}
 	}
 	return pids
+}
+
+// LoopsBackedUnder lists the loop devices (as "loopN=backing") whose
+// backing file is below prefix, from sysfs: only the devices of a test
+// whose files are there.
+func LoopsBackedUnder(prefix string) []string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // detached while we looked
+		}
+		backing := strings.TrimSpace(string(b))
+		if strings.HasPrefix(backing, prefix+"/") {
+			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(f)))+"="+backing)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LockedBuffer collects a log that another goroutine writes (a daemon's
+// stderr, a server's logger) while the test reads it.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

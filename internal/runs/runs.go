@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // DirName is the directory under the store that holds run directories.
@@ -207,19 +208,11 @@ func cleanup(ctx context.Context, c *daemon.Client, dir string) {
 }
 
 // mounted says whether anything is mounted at or under dir in this mount
-// namespace: then nothing is removed recursively.
+// namespace (or whether that cannot be told): then nothing is removed
+// recursively.
 func mounted(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return true
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			return true
-		}
-	}
-	return false
+	ms, err := mountinfo.Read()
+	return err != nil || len(mountinfo.Under(ms, dir)) > 0
 }
 
 // startReaper starts the process that cleans dir if this one dies. The

@@ -1,12 +1,10 @@
 package chroot
 
 import (
-	"bufio"
-	"fmt"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // mount is one line of /proc/self/mountinfo, reduced to what teardown
@@ -28,67 +26,21 @@ func (m mount) key() key { return key{m.ID, m.Point} }
 
 // readMounts reads the calling process's mount table.
 func readMounts() ([]mount, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
+		return nil, err
 	}
-	return parseMountinfo(string(b))
+	return reduce(ms), nil
 }
 
-// parseMountinfo parses proc(5)'s mountinfo format:
-//
-//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-//
-// (mount ID, parent ID, device, root, mount point, options, optional
-// fields up to "-", fstype, source, super options).
-func parseMountinfo(text string) ([]mount, error) {
-	var out []mount
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			return nil, fmt.Errorf("mountinfo line %d: %d fields, want at least 7: %q", n, len(f), line)
-		}
-		id, err := strconv.Atoi(f[0])
-		if err != nil {
-			return nil, fmt.Errorf("mountinfo line %d: mount ID %q: %w", n, f[0], err)
-		}
-		m := mount{ID: id, Point: unescapeOctal(f[4])}
-		for i := 6; i < len(f)-1; i++ {
-			if f[i] == "-" {
-				m.FSType = f[i+1]
-				break
-			}
-		}
-		out = append(out, m)
+// reduce keeps of each mount what teardown needs.
+func reduce(ms []mountinfo.Mount) []mount {
+	out := make([]mount, len(ms))
+	for i, m := range ms {
+		out[i] = mount{ID: m.ID, Point: m.Point, FSType: m.FSType}
 	}
-	return out, sc.Err()
+	return out
 }
-
-// unescapeOctal undoes the kernel's escaping of space, tab, newline and
-// backslash in mountinfo paths (\040, \011, \012, \134).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // below says whether path is strictly below dir (both clean and absolute).
 func below(path, dir string) bool {

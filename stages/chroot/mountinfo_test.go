@@ -3,6 +3,8 @@ package chroot
 import (
 	"reflect"
 	"testing"
+
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 const sampleMountinfo = `22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
@@ -19,11 +21,18 @@ const sampleMountinfo = `22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
 49 22 0:42 / /var/tmp/with\040space/dir rw - tmpfs tmpfs rw
 `
 
-func TestParseMountinfo(t *testing.T) {
-	ms, err := parseMountinfo(sampleMountinfo)
+// parseMountinfo is the mount table of text, as readMounts gives it.
+func parseMountinfo(t *testing.T, text string) []mount {
+	t.Helper()
+	ms, err := mountinfo.Parse(text)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reduce(ms)
+}
+
+func TestReduce(t *testing.T) {
+	ms := parseMountinfo(t, sampleMountinfo)
 	if len(ms) != 12 {
 		t.Fatalf("parsed %d mounts, want 12", len(ms))
 	}
@@ -39,46 +48,6 @@ func TestParseMountinfo(t *testing.T) {
 	for _, tt := range tests {
 		if ms[tt.i] != tt.want {
 			t.Errorf("mount %d = %+v, want %+v", tt.i, ms[tt.i], tt.want)
-		}
-	}
-}
-
-func TestParseMountinfoErrors(t *testing.T) {
-	for _, text := range []string{
-		"22 1 254:0 / /\n",                      // too few fields
-		"x 1 254:0 / / rw - ext4 /dev/vda rw\n", // ID not a number
-	} {
-		if _, err := parseMountinfo(text); err == nil {
-			t.Errorf("parseMountinfo(%q): no error", text)
-		}
-	}
-}
-
-func TestParseOwnMountinfo(t *testing.T) {
-	ms, err := readMounts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if m.Point == "/" {
-			return
-		}
-	}
-	t.Errorf("no mount on / in this process's mount table (%d mounts)", len(ms))
-}
-
-func TestUnescapeOctal(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"/plain", "/plain"},
-		{`/a\040b`, "/a b"},
-		{`/tab\011nl\012bs\134`, "/tab\tnl\nbs\\"},
-		{`/short\04`, `/short\04`}, // not a full escape: kept as is
-		{`/not\089`, `/not\089`},
-		{`\040`, " "},
-	}
-	for _, tt := range tests {
-		if got := unescapeOctal(tt.in); got != tt.want {
-			t.Errorf("unescapeOctal(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -103,10 +72,7 @@ func TestBelow(t *testing.T) {
 }
 
 func TestNewMountsBelow(t *testing.T) {
-	ms, err := parseMountinfo(sampleMountinfo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms := parseMountinfo(t, sampleMountinfo)
 	// The tree's own mount (40) is not below it; 41 was there before.
 	baseline := map[key]bool{{41, "/var/tmp/t/proc"}: true}
 	got := newMountsBelow(ms, "/var/tmp/t", baseline)

@@ -1,11 +1,11 @@
 package treecopy
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/internal/xattr"
 )
 
 // xattrTarget is an inode whose xattrs are read or written: the entry name
@@ -57,43 +57,19 @@ func copyXattrs(src, dst xattrTarget) error {
 }
 
 func listXattrs(x xattrTarget) ([]string, error) {
-	for size := 1024; ; size *= 4 {
-		buf := make([]byte, size)
-		n, err := x.list(buf)
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			continue
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		case err != nil:
-			return nil, fmt.Errorf("listxattr: %w", err)
-		}
-		var names []string
-		for _, b := range bytes.Split(buf[:n], []byte{0}) {
-			if len(b) > 0 {
-				names = append(names, string(b))
-			}
-		}
-		return names, nil
+	names, err := xattr.List(x.list)
+	if err != nil {
+		return nil, fmt.Errorf("listxattr: %w", err)
 	}
+	return names, nil
 }
 
 // getXattr reads one value; a value that grew between the size probe and
 // the read is read again.
 func getXattr(x xattrTarget, name string) ([]byte, error) {
-	for {
-		n, err := x.get(name, nil)
-		if err != nil {
-			return nil, fmt.Errorf("getxattr %s: %w", name, err)
-		}
-		buf := make([]byte, n)
-		n, err = x.get(name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("getxattr %s: %w", name, err)
-		}
-		return buf[:n], nil
+	value, err := xattr.Get(func(buf []byte) (int, error) { return x.get(name, buf) })
+	if err != nil {
+		return nil, fmt.Errorf("getxattr %s: %w", name, err)
 	}
+	return value, nil
 }
