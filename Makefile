@@ -78,7 +78,8 @@ run: build
 	bin/forge build --store $(STORE) --output-directory $(OUTPUT) $(OUTPUT)/manifest.json
 	@img=$$(ls -t $(OUTPUT)/*.qcow2 $(OUTPUT)/*.raw 2>/dev/null | head -n1); \
 	echo; echo "The image is $$img. Boot it (log in as forge, password forge; Ctrl-a x quits):"; \
-	echo "  qemu-system-x86_64 -m 1024 -nographic -drive file=$$img,if=virtio$$(case $$img in *.qcow2) echo ,format=qcow2;; *) echo ,format=raw;; esac) $$( [ -w /dev/kvm ] && echo -enable-kvm)"
+	echo "  qemu-system-x86_64 -m 1024 -nographic -snapshot -drive file=$$img,if=virtio$$(case $$img in *.qcow2) echo ,format=qcow2;; *) echo ,format=raw;; esac)"; \
+	echo "(-snapshot keeps the image as built; add -enable-kvm where KVM works: much faster than emulation.)"
 
 clean:
 	rm -rf bin $(OUTPUT)

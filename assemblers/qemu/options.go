@@ -91,11 +91,8 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 	if !slices.Contains(Formats, o.Format) {
 		return o, stage.OptionError("format", "%q is not one of %s", o.Format, strings.Join(Formats, ", "))
 	}
-	if o.Filename == "" {
-		return o, stage.OptionError("filename", "required")
-	}
-	if err := outfile.CheckName(o.Filename); err != nil {
-		return o, stage.OptionError("filename", "%v", err)
+	if err := outfile.CheckOption("filename", o.Filename); err != nil {
+		return o, err
 	}
 	if o.Size == nil {
 		return o, stage.OptionError("size", "required")

@@ -52,11 +52,8 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 	if err := stage.DecodeOptions(raw, &o); err != nil {
 		return o, err
 	}
-	if o.Filename == "" {
-		return o, stage.OptionError("filename", "required")
-	}
-	if err := outfile.CheckName(o.Filename); err != nil {
-		return o, stage.OptionError("filename", "%v", err)
+	if err := outfile.CheckOption("filename", o.Filename); err != nil {
+		return o, err
 	}
 	// A present but empty compression is no compression in osbuild's
 	// code, but its schema refuses it; so does forge.

@@ -10,7 +10,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/forge-build/forge/stages/stage"
 )
+
+// CheckOption checks the assembler option named option (usually
+// "filename") that gives the output file's name: required, and a name
+// CheckName accepts. The error names the option.
+func CheckOption(option, name string) error {
+	if name == "" {
+		return stage.OptionError(option, "required")
+	}
+	if err := CheckName(name); err != nil {
+		return stage.OptionError(option, "%v", err)
+	}
+	return nil
+}
 
 // CheckName reports whether name can name a file directly in the output
 // directory: not empty, no "/", not "." or "..", no NUL. The error does
