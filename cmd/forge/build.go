@@ -20,14 +20,15 @@ import (
 func buildCommands() []*command {
 	return []*command{{
 		name: "build",
-		summary: "Build an osbuild manifest (format 1; - reads stdin): each pipeline's stages in buildroots on\n" +
-			"copy-on-write mounts of the store, every stage's tree stored under its osbuild ID, so a rebuild\n" +
-			"starts from the longest stored prefix; then the assembler, whose output goes to\n" +
-			"--output-directory. Progress goes to stderr. Exit status: 0 built, 1 a stage failed (its\n" +
-			"output is shown), 2 a bad manifest or flags, 130 interrupted.",
+		summary: "Build an osbuild manifest (- reads stdin), every stage cached; output to --output-directory.\n" +
+			"Format 1 manifests as osbuild takes them. Each pipeline's stages run in buildroots on\n" +
+			"copy-on-write mounts of the store, and every stage's tree is stored under its osbuild ID, so a\n" +
+			"rebuild starts from the longest stored prefix; then the assembler. Progress goes to stderr.\n" +
+			"Exit status: 0 built, 1 a stage failed (its output is shown), 2 a bad manifest or flags,\n" +
+			"130 interrupted.",
 		usage: "[--store DIR] [--libdir DIR] [--output-directory DIR] [--build-pipeline FILE]\n" +
 			"       [--json] [--monitor-fd N] [--loopd-socket PATH] MANIFEST|-",
-		example: "  forge build --store /var/cache/forge --output-directory ./output samples/debian-bookworm.json\n" +
+		example: "  forge build --store /var/cache/forge --output-directory ./output manifest.json\n" +
 			"  forge build --json manifest.json | jq .output_id",
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
@@ -41,10 +42,10 @@ func buildCommands() []*command {
 		run: runBuild,
 	}, {
 		name: "inspect",
-		summary: "Print a manifest's pipelines as JSON: each stage's and assembler's name, osbuild ID, and\n" +
-			"whether the store has it (\"cached\": a build would not run it).",
+		summary: "Show a manifest's stages, their osbuild IDs and whether the store has them (JSON).\n" +
+			"Every pipeline's stages and assembler: name, ID, and \"cached\" (a build would not run it).",
 		usage:   "[--store DIR] MANIFEST|-",
-		example: "  forge inspect samples/debian-bookworm.json | jq '.pipeline.stages[] | [.name, .cached]'",
+		example: "  forge inspect manifest.json | jq '.pipeline.stages[] | [.name, .cached]'",
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
 		},

@@ -16,7 +16,8 @@ import (
 func runCommands() []*command {
 	return []*command{{
 		name: "run",
-		summary: "Run CMD in a buildroot: private namespaces, /usr from the build tree (--root, the host's\n" +
+		summary: "Run CMD in a buildroot, as a stage runs, optionally on a stored tree copy-on-write.\n" +
+			"Private namespaces, /usr from the build tree (--root, the host's\n" +
 			"by default), a generated /etc, a stored tree copy-on-write at /run/osbuild/tree (--tree;\n" +
 			"committed under --commit-ref NAME when CMD succeeds). With --chroot, the stored tree\n" +
 			"itself, copy-on-write, is the root. The exit status is CMD's.",

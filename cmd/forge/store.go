@@ -134,8 +134,8 @@ func storeCommands() []*command {
 		},
 		{
 			name: "store mount",
-			summary: "Mount a stored tree at MOUNTPOINT: read-only (any user may look; modes apply), or with\n" +
-				"--rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
+			summary: "Mount a stored tree at MOUNTPOINT, read-only or (--rw) copy-on-write.\n" +
+				"Read-only: any user may look; modes apply. With --rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
 				"'forge store commit' stores. The mount stays after this command exits, until 'forge store umount'.",
 			usage: "[--store DIR] [--rw] [REF|HASH] MOUNTPOINT",
 			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base\n" +
