@@ -16,8 +16,8 @@ func daemonCommands() []*command {
 		{
 			name: "daemon",
 			summary: "Run the store daemon in the foreground (commands start one when none runs).\n" +
-				"It owns the store and serves every forge command and mount over <store>/forge.sock. Commands start one themselves when\n" +
-				"none runs; run it yourself under systemd (dist/forge@.service).",
+				"It owns the store and serves every forge command and mount over <store>/forge.sock.\n" +
+				"Run it yourself under systemd (dist/forge@.service).",
 			usage:   "[--store DIR] [--group NAME] [--idle-timeout DUR]",
 			example: "  forge daemon --store /var/cache/forge --group forge --idle-timeout 0",
 			flags: func(fs *pflag.FlagSet) {
