@@ -120,6 +120,22 @@ await_fresh_inodes() {
 	sleep "$wait"
 }
 
+# shrink gives a scratch directory's disk space back without deleting a
+# single inode: it truncates every regular file below each DIR to 0 bytes
+# (not crossing into other filesystems, so never into a mount), which frees
+# their blocks but keeps the inodes allocated, so file creation afterwards
+# does not pay for recently deleted inodes (see above). Areas shrink what
+# they will not read again, once its daemons are stopped, so that a whole
+# bench/run fits on the disk. Usage: shrink DIR...
+shrink() {
+	local d
+	for d in "$@"; do
+		[[ -d $d ]] || continue
+		find "$d" -xdev -type f -size +0 -exec truncate -s 0 {} +
+	done
+	sync
+}
+
 # need_space fails unless the filesystem of DIR has BYTES free.
 need_space() {
 	local dir=$1 bytes=$2 avail
@@ -139,6 +155,54 @@ timeit() {
 	shift
 	"$BENCH_TOOLS/timeit" -o "$out" -- "$@"
 }
+
+# timeit_store is timeit for a command served by a store's daemon: its
+# stdout goes to OUT and its stderr to ERR, and the CPU time that the daemon
+# of STORE spent meanwhile (from /proc/PID/stat, 10 ms ticks; the daemon may
+# start during the command) is appended to the line as field 6. A command
+# that fails leaves no line. Returns the command's status.
+# Usage: timeit_store TIMES OUT ERR STORE CMD [ARG...]
+timeit_store() {
+	local times=$1 out=$2 err=$3 store=$4 status=0 pid cpu0=0 cpu1=0 lines=0
+	shift 4
+	[[ -e $times ]] && lines=$(wc -l <"$times")
+	pid=$(forge_daemon_pid "$store")
+	[[ -z $pid ]] || cpu0=$(proc_cpu "$pid")
+	timeit "$times" "$@" >"$out" 2>"$err" || status=$?
+	# timeit writes no line when it cannot start the command.
+	if [[ ! -e $times ]] || (($(wc -l <"$times") == lines)); then
+		return $((status ? status : 1))
+	fi
+	if [[ $(forge_daemon_pid "$store") != "$pid" ]]; then
+		pid=$(forge_daemon_pid "$store") cpu0=0
+	fi
+	[[ -z $pid ]] || cpu1=$(proc_cpu "$pid")
+	sed -i "\$s/\$/ $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')/" "$times"
+	if ((status != 0)); then
+		sed -i '$d' "$times"
+		return "$status"
+	fi
+}
+
+# fmt_time prints seconds, in ms below one second.
+fmt_time() {
+	awk -v s="$1" 'BEGIN {
+		if (s == "" || s == "nan") { print "n/a"; exit }
+		if (s < 1) printf "%.1f ms\n", s * 1000; else if (s < 100) printf "%.2f s\n", s; else printf "%.0f s\n", s
+	}'
+}
+
+# time_cells prints the cells "median | spread (min–max) | CPU" of a file of
+# timeit lines, CPU being user+sys of the command plus field 6 (a daemon's).
+time_cells() {
+	local med min max cpu
+	read -r med min max _ < <(field "$1" 1 | stats)
+	cpu=$(awk '{ print $2 + $3 + $6 }' "$1" | median)
+	echo "$(fmt_time "$med") | $(fmt_time "$min") – $(fmt_time "$max") | $(fmt_time "$cpu")"
+}
+
+# count_lines prints the number of lines of a file, 0 when it is missing.
+count_lines() { if [[ -e $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 
 # field prints column N (1-based) of every line of a file of timeit lines.
 field() { awk -v n="$2" '{ print $n }' "$1"; }
@@ -166,6 +230,16 @@ ratio() {
 	}'
 }
 
+# ratio_fine is ratio with three decimals below 0.1, where two would show a
+# figure of milliseconds against one of minutes as 0.00.
+ratio_fine() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || a == "nan" || b == "nan" || b + 0 == 0) { print "n/a"; exit }
+		r = a / b
+		if (r < 0.1) printf "%.3f\n", r; else printf "%.2f\n", r
+	}'
+}
+
 # fmt_secs prints seconds with a precision that suits their size.
 fmt_secs() {
 	awk -v s="$1" 'BEGIN {
@@ -173,6 +247,9 @@ fmt_secs() {
 		if (s < 1) printf "%.3f s\n", s; else if (s < 100) printf "%.2f s\n", s; else printf "%.0f s\n", s
 	}'
 }
+
+# fmt_minutes prints whole seconds as minutes and seconds.
+fmt_minutes() { printf '%d min %02d s\n' $(($1 / 60)) $(($1 % 60)); }
 
 # fmt_bytes prints a byte count in binary units.
 fmt_bytes() {
@@ -286,6 +363,9 @@ machine_description() {
 results_update() {
 	local results=$1 area=$2 section=$3 tmp
 	tmp=$(mktemp "$results.XXXXXX")
+	# mktemp makes the file 0600, and the rename would give RESULTS.md that
+	# mode: it is a file of the repository, for anyone to read.
+	chmod 0644 "$tmp"
 	if [[ ! -s $results ]]; then
 		cat >"$results" <<-'EOF'
 			# forge benchmark results

@@ -83,6 +83,8 @@ umount_below() {
 # Usage: record_tree TREE SECONDS DESCRIPTION
 record_tree() {
 	local tree=$1 secs=$2 what=$3
+	# For bench/run's summary: this run's time includes building a tree.
+	touch "$BENCH_WORK/trees-built"
 	{
 		echo "what: $what"
 		echo "built: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -130,6 +132,33 @@ debian_tree() {
 	echo "$tree"
 }
 
+# debian_nodev_tree prints the path of a copy of the Debian tree without
+# its device nodes (and FIFOs and sockets, if any), for ostree, which stores
+# none of them; makes it first when it is missing or older than the tree.
+# Usage: debian_nodev_tree DEBIAN_TREE
+debian_nodev_tree() {
+	local debian=$1 tree=$1.nodev
+	if [[ -d $tree && -f $tree.info && $(tree_info "$tree" source_built) == "$(tree_info "$debian" built)" ]]; then
+		echo "$tree"
+		return
+	fi
+	local partial=$tree.partial start
+	discard_partial "$partial"
+	rm -rf "$tree" "$tree.info"
+	log "copying the Debian tree without its device nodes, for ostree (once; cached in $tree)"
+	start=$(date +%s)
+	cp -a "$debian" "$partial" || {
+		discard_partial "$partial"
+		die "cp -a $debian $partial failed"
+	}
+	find "$partial" -xdev \( -type b -o -type c -o -type p -o -type s \) -delete
+	sync -f "$partial"
+	mv -T "$partial" "$tree"
+	record_tree "$tree" $(($(date +%s) - start)) "cp -a DEBIAN_TREE DIR; find DIR \\( -type b -o -type c -o -type p -o -type s \\) -delete"
+	echo "source_built: $(tree_info "$debian" built)" >>"$tree.info"
+	echo "$tree"
+}
+
 # MIXED_SIZE and MIXED_SEED define the mixed tree; they are part of its
 # cache name, like the generator's version, so changing any rebuilds it.
 MIXED_SIZE=$((2 << 30))
@@ -160,4 +189,58 @@ mixed_tree() {
 	record_tree "$tree" $(($(date +%s) - start)) "$MIXED_TREE_CMD"
 	log "mixed reference tree generated in $(tree_info "$tree" build_seconds) s"
 	echo "$tree"
+}
+
+# sample_manifest writes the sample manifest (samples/debian-bookworm.json)
+# with the host's Debian mirror filled in (BENCH_MIRROR overrides it) to
+# FILE; further arguments go to gen-manifest (e.g. --hostname NAME).
+# Usage: sample_manifest FILE [ARG...]
+sample_manifest() {
+	local out=$1
+	shift
+	"$BENCH_TOOLS/gen-manifest" ${BENCH_MIRROR:+--mirror "$BENCH_MIRROR"} "$@" \
+		"$BENCH_REPO/samples/debian-bookworm.json" >"$out"
+}
+
+# SAMPLE_BASE_CMD is what RESULTS.md shows for the sample's base tree.
+SAMPLE_BASE_CMD='forge build of the sample'"'"'s first stage alone (org.osbuild.mmdebstrap, bookworm minbase), then forge store export ID DIR'
+
+# sample_base_tree prints "PATH ID": the tree of the sample's first stage
+# (org.osbuild.mmdebstrap) and that stage's osbuild ID, the name of its ref
+# in a store. The tree is built once with forge build (which downloads
+# Debian) in a store below BENCH_WORK, exported, and cached under a name
+# with the ID, so that another mirror or other options make another tree.
+# Needs FORGE and BENCH_LIBDIR.
+sample_base_tree() {
+	local m=$BENCH_WORK/sample-base id tree
+	mkdir -p "$m"
+	sample_manifest "$m/sample.json" 2>"$m/manifest.err" || die "gen-manifest of the sample failed: $(tail -n 1 "$m/manifest.err")"
+	jq '{pipeline: {stages: [.pipeline.stages[0]]}}' "$m/sample.json" >"$m/base.json"
+	id=$("$FORGE" inspect --store "$m/store" "$m/base.json" 2>"$m/inspect.err" | jq -r '.pipeline.stages[0].id') ||
+		die "forge inspect of the sample's first stage failed: $(tail -n 1 "$m/inspect.err")"
+	[[ $id =~ ^[0-9a-f]{64}$ ]] || die "forge inspect printed no ID for the sample's first stage"
+	tree=$BENCH_DIR/trees/sample-base-${id:0:16}
+	if [[ -d $tree && -f $tree.info ]]; then
+		stop_forge_daemons "$m"
+		echo "$tree $id"
+		return
+	fi
+	local partial=$tree.partial start
+	discard_partial "$partial"
+	rm -rf "$tree" "$tree.info"
+	log "building the sample's base tree (once; cached in $tree)"
+	start=$(date +%s)
+	if ! "$FORGE" build --store "$m/store" --libdir "$BENCH_LIBDIR" "$m/base.json" >"$m/build.log" 2>&1 ||
+		! "$FORGE" store export --store "$m/store" "$id" "$partial" >>"$m/build.log" 2>&1; then
+		tail -n 20 "$m/build.log" >&2
+		stop_forge_daemons "$m"
+		discard_partial "$partial"
+		die "building the sample's base tree failed (log: $m/build.log)"
+	fi
+	stop_forge_daemons "$m"
+	sync -f "$partial"
+	mv -T "$partial" "$tree"
+	record_tree "$tree" $(($(date +%s) - start)) "$SAMPLE_BASE_CMD"
+	echo "stage_id: $id" >>"$tree.info"
+	echo "$tree $id"
 }

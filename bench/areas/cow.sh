@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # bench/areas/cow.sh: area "cow" of bench/run (issue 4, "Copy-on-write
-# mounts", points 3 "Cost" and 4 "Speed").
+# mounts", points 3 "Cost" and 4 "Speed"; issue 9, rows 3, 4 and 6).
 #
 # Every run imports the Debian reference tree and a tree of 100k small files
 # into a new store, mounts them read-write with `forge store mount --rw`,
-# changes a few files and commits; then untars 20k small files, writes and
+# changes a few files and commits, and starts a command on each with
+# `forge run --tree`; then untars 20k small files, writes and
 # reads back a 1 GiB file, and installs packages with apt-get in a chroot,
 # each on a new copy-on-write mount and, as the baseline, on ext4 of the same
 # disk. Writes the "cow" section of RESULTS.md.
@@ -59,6 +60,17 @@ COW_CMD_DD_WRITE='dd if=SRC of=DIR/big bs=1M count=1024 conv=fsync'
 COW_CMD_DD_READ='dd if=DIR/big of=/dev/null bs=1M'
 COW_CMD_APT="chroot DIR apt-get install -y --no-install-recommends --no-download ${COW_APT_PKGS[*]}"
 
+# shellcheck disable=SC2016 # the command as shown, not expanded
+COW_CMD_RUN='forge run --store S --tree REF -- /bin/bash -c '"'"'echo "ran $EPOCHREALTIME"'"'"
+
+# COW_STAMP prints "start EPOCHREALTIME" and execs the command given, and
+# COW_STAGE_CMD, run by forge run, prints "ran EPOCHREALTIME" as it starts:
+# the difference is how long forge run takes to start a stage's process.
+# shellcheck disable=SC2016 # expanded by the inner bash
+COW_STAMP=(bash -c 'echo "start $EPOCHREALTIME"; exec "$@"' cow_stamp)
+# shellcheck disable=SC2016 # expanded by the inner bash
+COW_STAGE_CMD=(/bin/bash -c 'echo "ran $EPOCHREALTIME"')
+
 # COW_DURABLE runs a command, then syncs the filesystem of its first
 # argument, so that the time includes writing the data to the disk.
 # shellcheck disable=SC2016 # expanded by the inner bash
@@ -77,7 +89,7 @@ area_cow() {
 	{
 		echo "## Copy-on-write mounts: start, commit, write-heavy stages"
 		echo
-		echo "Issue 4, \"Copy-on-write mounts\", points 3 (Cost) and 4 (Speed): \`bench/run cow\`, $BENCH_RUNS runs per row ($(cow_apt_runs) for the apt-get rows, at most $COW_APT_RUNS: each of their runs takes a while)."
+		echo "Issue 4, \"Copy-on-write mounts\", points 3 (Cost) and 4 (Speed), and issue 9, rows 3 (start a stage), 4 (commit after a stage) and 6 (writes in a copy-on-write mount): \`bench/run cow\`, $BENCH_RUNS runs per row ($(cow_apt_runs) for the apt-get rows, at most $COW_APT_RUNS: each of their runs takes a while)."
 		echo
 		machine_description "$BENCH_DIR"
 		echo
@@ -99,18 +111,21 @@ area_cow() {
 	ball=$(cow_untar_ball)
 	big=$(bigfile_tree)
 	apt=$(cow_apt_cache "$debian")
-	# Every run keeps two copies of each tree, a store of each, the untarred
-	# files twice and three 1 GiB files (one stored) until bench/run exits.
-	need_space "$BENCH_DIR" $((BENCH_RUNS * (3 * ($(du -sb "$debian" | cut -f1) + $(du -sb "$small" | cut -f1)) + (4 << 30)) + (2 << 30)))
+	# Every run keeps a store of each tree, and in the store and its mounts
+	# the untarred files, two 1 GiB files and what apt-get installed, until
+	# bench/run exits; its copies of the trees on ext4, the untarred files
+	# and the 1 GiB file there are truncated once the run is over.
+	local trees_bytes
+	trees_bytes=$(($(du -sb "$debian" | cut -f1) + $(du -sb "$small" | cut -f1)))
+	need_space "$BENCH_DIR" $((BENCH_RUNS * (trees_bytes + (3 << 30)) + 2 * trees_bytes + (2 << 30)))
 	await_fresh_inodes
 	cow_measure "$debian" "$small" "$ball" "$big" "$apt" >>"$section"
 
-	cow_cleanup
-	if [[ -n $saved_trap ]]; then
-		eval "$saved_trap"
-	else
-		trap - EXIT
-	fi
+	# The binds go now; the mounts and their daemons stay, idle, until
+	# bench/run exits (the trap above): unmounting deletes their scratch
+	# files, which would slow down file creation in the areas that follow
+	# (see lib.sh).
+	cow_unbind_all
 	results_update "$BENCH_RESULTS" cow "$section"
 }
 
@@ -120,11 +135,14 @@ cow_apt_runs() { echo $((BENCH_RUNS < COW_APT_RUNS ? BENCH_RUNS : COW_APT_RUNS))
 cow_method() {
 	cat <<-EOF
 		How: each run makes a new store \`S\` and new directories on the bench disk (ext4,
-		the same disk as the cached trees), and deletes nothing until the whole area has
-		run: forge mounts stay mounted until then too, since unmounting deletes their
-		scratch files, and on an ext4 without a journal recently deleted inodes slow down
-		every file creation that follows (see the store area). The area starts 6 min
-		after bench/run last deleted files, for the same reason. Each run times every row
+		the same disk as the cached trees), and deletes nothing until bench/run exits:
+		forge mounts stay mounted until then too, since unmounting deletes their scratch
+		files, and on an ext4 without a journal recently deleted inodes slow down every
+		file creation that follows (see the store area), here and in the areas after this
+		one. Once a run has timed its rows, its files on ext4 (the copies of the trees, the
+		untarred files, the 1 GiB file) are truncated (\`truncate -s 0\`: the disk gets
+		its space back, and no inode is deleted). The area starts 6 min after bench/run
+		last deleted files, for the same reason. Each run times every row
 		in turn, baseline first, with a \`sync\` before each timed command. Times are
 		wall-clock (monotonic), the median of the runs with the spread min–max; CPU is
 		user+sys of the command (median), for forge commands and commands on a mount with
@@ -355,10 +373,7 @@ cow_chroot_run() { "${COW_CHROOT[@]}" "$@"; }
 # area and from the EXIT trap.
 cow_cleanup() {
 	local i
-	for ((i = ${#COW_BINDS[@]} - 1; i >= 0; i--)); do
-		cow_unbind "${COW_BINDS[i]}"
-	done
-	COW_BINDS=()
+	cow_unbind_all
 	for ((i = ${#COW_ACTIVE[@]} - 1; i >= 0; i--)); do
 		cow_umount "${COW_ACTIVE[i]%%$'\t'*}" "${COW_ACTIVE[i]#*$'\t'}"
 	done
@@ -370,6 +385,15 @@ cow_cleanup() {
 	stop_forge_daemons "$COW_SCRATCH"
 	# Whatever a daemon that died left mounted (ENOTCONN) goes too.
 	umount_below "$COW_SCRATCH"
+}
+
+# cow_unbind_all unmounts the chroots' binds, last made first.
+cow_unbind_all() {
+	local i
+	for ((i = ${#COW_BINDS[@]} - 1; i >= 0; i--)); do
+		cow_unbind "${COW_BINDS[i]}"
+	done
+	COW_BINDS=()
 }
 
 # cow_umount unmounts a forge mount: with forge, lazily if it is busy, and
@@ -550,7 +574,10 @@ cow_measure() {
 		cow_run_untar "$i" "$run" "$ball"
 		cow_run_dd "$i" "$run" "$big/$BIGFILE_NAME"
 		((i > $(cow_apt_runs))) || cow_run_apt "$i" "$run" "$apt"
-		# Each run's daemon keeps serving its mounts until the end, idle.
+		# Each run's daemon keeps serving its mounts until the end, idle;
+		# the run's ext4 files are not read again: their data go, their
+		# inodes stay (see shrink in lib.sh), so that the runs fit on the disk.
+		shrink "$run/copy-debian" "$run/copy-small" "$run/untar-ext4" "$run/dd-ext4"
 	done
 
 	cow_tables "$debian" "$small" "$ball" "$apt" "$forge_note"
@@ -592,6 +619,28 @@ cow_run_start() {
 		cow_mount "$COW_W/mount-$t.t" "$store" "$run/mnt-$t" "$t" || continue
 		cow_change_commit "$i" "$t" "$store" "$run/mnt-$t" "$(<"$run/hash-$t")"
 	done
+	for t in debian small; do
+		cow_run_stage "$t" "$store"
+	done
+}
+
+# cow_run_stage times `forge run --tree T` of a command that prints when it
+# starts (COW_STAGE_CMD) into run-T.t, and records in run-T.lat the time
+# from the start of forge run to that of the command (both EPOCHREALTIME:
+# the wall clock, which the buildroot's namespaces share with the host).
+# Usage: cow_run_stage T STORE
+cow_run_stage() {
+	local t=$1 store=$2 out=$COW_W/run-$1.out err=$COW_W/run-$1.err
+	sync
+	if ! cow_time "$COW_W/run-$t.t" "$out" "$err" "$store" \
+		"${COW_STAMP[@]}" "$FORGE" run --store "$store" --tree "$t" -- "${COW_STAGE_CMD[@]}"; then
+		cow_fail "\`forge run --tree $t\` failed" "$err"
+		return 0
+	fi
+	if ! awk '$1 == "start" { s = $2 } $1 == "ran" { r = $2 } END { if (s == "" || r == "") exit 1; printf "%.6f\n", r - s }' \
+		"$out" >>"$COW_W/run-$t.lat"; then
+		cow_fail "\`forge run --tree $t\` did not print the command's start time" "$err"
+	fi
 }
 
 # cow_change_commit appends a line to COW_K files of the mount of tree T and
@@ -821,9 +870,9 @@ cow_tables() {
 
 	local t times base med r target result
 	echo
-	echo "### Starting a stage: \`forge store mount --rw\` against \`cp -a\` of the tree"
+	echo "### Starting a stage: \`forge store mount --rw\` and \`forge run\` against \`cp -a\` of the tree"
 	echo
-	echo "\`cp -a\` is how osbuild starts a stage on a base tree (DESIGN §7); the mount is of the tree imported into the run's store just before."
+	echo "\`cp -a\` is how osbuild starts a stage on a base tree (DESIGN §7); the mount is of the tree imported into the run's store just before. \`forge run\` starts a stage as \`forge build\` does (issue 9, row 3): a copy-on-write mount of the stored tree at /run/osbuild/tree in a buildroot with new namespaces and the host's /usr, then the command, here a bash that prints \`ran\` and its \`\$EPOCHREALTIME\` as it starts; a wrapper prints \`start \$EPOCHREALTIME\` just before it execs forge run. The first \`forge run\` row is the difference (no CPU figure: it is part of the second's), the second the whole command, with the unmount of the tree after the command exits (nothing is committed)."
 	echo
 	echo "| tree | row | command | median | spread (min–max) | CPU | × cp -a | target | result |"
 	echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -844,6 +893,22 @@ cow_tables() {
 		med=$(cow_med "$times")
 		result=$(awk -v v="$med" -v l="$COW_TARGET_MOUNT_S" 'BEGIN { print (v + 0 < l + 0) ? "PASS" : "FAIL" }')
 		echo "| ${label[$t]} | mount read-write | \`$COW_CMD_MOUNT\` | $(cow_cells "$times") | $(cow_ratio "$med" "$base")× | $target | $(cow_result "$result" "$times" "$runs") |"
+	done
+	for t in debian small; do
+		base=$(cow_med "$COW_W/cp-$t.t")
+		times=$COW_W/run-$t.lat
+		if [[ -s $times ]]; then
+			local lmed lmin lmax
+			read -r lmed lmin lmax _ < <(stats <"$times")
+			result=$(awk -v v="$lmed" -v l="$COW_TARGET_MOUNT_S" 'BEGIN { print (v + 0 < l + 0) ? "PASS" : "FAIL" }')
+			echo "| ${label[$t]} | forge run: until the stage's process runs | \`$COW_CMD_RUN\`: from its start to the command's \`ran\` | $(cow_secs "$lmed") | $(cow_secs "$lmin") – $(cow_secs "$lmax") | — | $(cow_ratio "$lmed" "$base")× | $target (DESIGN §7) | $(cow_result "$result" "$times" "$runs") |"
+		else
+			echo "| ${label[$t]} | forge run: until the stage's process runs | \`$COW_CMD_RUN\` | $(cow_why "$note") |$(cow_blank 3) $target (DESIGN §7) | not run |"
+		fi
+		times=$COW_W/run-$t.t
+		if [[ -s $times ]]; then
+			echo "| ${label[$t]} | forge run: the whole command | the same, from its start to its exit | $(cow_cells "$times") | $(cow_ratio "$(cow_med "$times")" "$base")× | — | $(cow_result — "$times" "$runs") |"
+		fi
 	done
 
 	echo

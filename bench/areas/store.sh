@@ -1,9 +1,12 @@
 # shellcheck shell=bash
-# bench/areas/store.sh: area "store" of bench/run (issue 2, point 6).
+# bench/areas/store.sh: area "store" of bench/run (issue 2, point 6; issue
+# 9, rows 1 and 2).
 #
 # Imports each reference tree into a fresh store and again into the same
-# store, next to `cp -a` of the same tree to the same disk, and runs the
-# chunker's Go benchmarks. Writes the "store" section of RESULTS.md.
+# store, next to `cp -a` of the same tree to the same disk, and for the
+# Debian tree next to the peers, `ostree commit` and `casync make`, with the
+# sizes of what each stores; and runs the chunker's Go benchmarks. Writes
+# the "store" section of RESULTS.md.
 
 # Targets: issue 2 point 6, and DESIGN §7 where it asks for more.
 STORE_TARGET_FIRST=1.00        # first import ≤ 1.0× cp -a
@@ -22,21 +25,25 @@ area_store() {
 	{
 		echo "## Store: import into the content-addressed store"
 		echo
-		echo "Issue 2, point 6: \`bench/run store\`, $BENCH_RUNS runs per row, source trees $BENCH_SOURCE."
+		echo "Issue 2, point 6, and issue 9, rows 1 (ingest, re-ingest: against cp -a, ostree, casync) and 2 (store size of the Debian tree): \`bench/run store\`, $BENCH_RUNS runs per row, source trees $BENCH_SOURCE."
 		echo
 		machine_description "$BENCH_DIR"
 		echo
 		store_method
 	} >"$section"
-	local debian mixed
+	need_pkgs ostree casync
+	local debian mixed nodev
 	debian=$(debian_tree)
 	mixed=$(mixed_tree)
-	# Every run writes two copies and a store of each tree, all kept until
-	# bench/run exits (see reclaim in lib.sh); a store counts as the tree.
-	need_space "$BENCH_DIR" $((3 * BENCH_RUNS * ($(du -sb "$debian" | cut -f1) + $(du -sb "$mixed" | cut -f1)) + (2 << 30)))
+	nodev=$(debian_nodev_tree "$debian")
+	# A run writes two copies and a store of the tree it measures (a store
+	# counts as the tree), and for the Debian tree an ostree repository and
+	# a casync store too; each run shrinks what it wrote (see shrink in
+	# lib.sh) before the next one starts.
+	need_space "$BENCH_DIR" $((5 * $(du -sb "$debian" | cut -f1) + 3 * $(du -sb "$mixed" | cut -f1) + (2 << 30)))
 	await_fresh_inodes
 	{
-		store_tree "Debian bookworm minbase + linux-image-amd64" "$debian"
+		store_tree "Debian bookworm minbase + linux-image-amd64" "$debian" "$nodev"
 		store_tree "2 GiB mixed tree" "$mixed"
 		store_chunker
 	} >>"$section"
@@ -65,6 +72,19 @@ store_method() {
 		echo "Source trees are cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before each timed command."
 	fi
 	cat <<-EOF
+		Peers, on the Debian tree only (on the mixed tree they would double the
+		area's time): \`ostree commit\` into a bare repository \`R\` (made by \`ostree
+		init --mode=bare\` just before, not timed), whose re-ingest is the same commit
+		again; ostree cannot store device nodes, so both read \`TREE'\`, a copy of the tree
+		without the 8 of its \`/dev\` (cached next to it). \`casync make\` with a new chunk
+		store \`C.castr\` and an encoder cache \`CACHE\` (casync's default chunk size and
+		compression), whose re-ingest is the same with a new index and the same store
+		and cache, which lets casync skip the unchanged files. Each is followed by the
+		same \`sync -f\` as the imports. casync compresses its chunks (zstd, its default);
+		forge and ostree store file contents as they are.
+		Once a run has timed every row, its copies, stores and repositories are
+		truncated (\`truncate -s 0\` of every file: the disk gets its space back, and no
+		inode is deleted, see above).
 		The baseline is \`cp -a\` followed by \`sync -f\` of the destination filesystem,
 		and the imports are followed by the same \`sync -f\`: forge fsyncs its packs
 		before it commits (DESIGN §3), which a bare \`cp -a\` never waits for. The bare
@@ -74,10 +94,12 @@ store_method() {
 	EOF
 }
 
-# store_tree measures one reference tree and prints its tables.
-# Usage: store_tree TITLE TREE
+# store_tree measures one reference tree and prints its tables. With
+# NODEV_TREE (the same tree without its device nodes, which ostree cannot
+# store), it also measures the peers: ostree commit and casync make.
+# Usage: store_tree TITLE TREE [NODEV_TREE]
 store_tree() {
-	local title=$1 tree=$2
+	local title=$1 tree=$2 peers=${3:-}
 	# w keeps the raw figures of the last run (BENCH_DIR/raw) for whoever
 	# doubts a median; scratch holds the copies and stores.
 	local w scratch
@@ -98,21 +120,26 @@ store_tree() {
 		settle "$tree"
 		timeit "$w/cp.t" cp -a "$tree" "$run/copy2" || die "cp -a $tree $run/copy2 failed"
 
-		[[ -n $forge_ok ]] || continue
-		settle "$tree"
-		if ! store_import "$w" first "$run/store" "$tree"; then
-			forge_ok=""
-			forge_note="failed: see the notes below"
-			continue
+		if [[ -n $forge_ok ]]; then
+			settle "$tree"
+			if ! store_import "$w" first "$run/store" "$tree"; then
+				forge_ok=""
+				forge_note="failed: see the notes below"
+			else
+				settle "$tree"
+				if ! store_import "$w" again "$run/store" "$tree"; then
+					forge_ok=""
+					forge_note="failed: see the notes below"
+				fi
+			fi
 		fi
-		settle "$tree"
-		if ! store_import "$w" again "$run/store" "$tree"; then
-			forge_ok=""
-			forge_note="failed: see the notes below"
-		fi
+		[[ -z $peers ]] || store_peers "$w" "$run" "$tree" "$peers"
+		# Nothing of this run is read again: the daemon goes, and the data
+		# of the copies and stores (not their inodes: see shrink in lib.sh),
+		# so that the runs fit on the disk.
+		stop_forge_daemons "$run"
+		shrink "$run"
 	done
-	# The copies and stores stay until bench/run exits; the daemons go now.
-	stop_forge_daemons "$scratch"
 
 	local entries bytes base base_bare
 	entries=$(find "$tree" | wc -l)
@@ -140,8 +167,15 @@ store_tree() {
 	else
 		echo "| re-import ÷ first import | medians of the two rows above | ${forge_note:-not run} | | | | | ≤ $STORE_TARGET_REIMPORT_REL× (DESIGN §7) | not run |"
 	fi
+	if [[ -n $peers ]]; then
+		time_row "ostree commit (peer)" "$STORE_CMD_OSTREE" "$w/ostree-first.t" "$base" "$base_bare" "" "" "—" "failed: see the notes below"
+		time_row "ostree commit unchanged (peer)" 'the same, again on the same R' "$w/ostree-again.t" "$base" "$base_bare" "" "" "—" "failed: see the notes below"
+		time_row "casync make (peer)" "$STORE_CMD_CASYNC" "$w/casync-first.t" "$base" "$base_bare" "" "" "—" "failed: see the notes below"
+		time_row "casync make unchanged (peer)" 'the same, again with a new I.caidx, the same C.castr and CACHE' "$w/casync-again.t" "$base" "$base_bare" "" "" "—" "failed: see the notes below"
+		store_peer_ratios "$w"
+	fi
 	echo
-	store_sizes "$w" "$bytes" "${forge_note:-not run}"
+	store_sizes "$w" "$bytes" "${forge_note:-not run}" "$peers"
 	if [[ -s $w/notes ]]; then
 		echo
 		echo "Notes:"
@@ -149,6 +183,89 @@ store_tree() {
 		cat "$w/notes"
 	fi
 }
+
+# The peers' timed commands, as RESULTS.md shows them. R is a repository
+# made by `ostree init --mode=bare` just before (not timed); TREE' is the
+# tree without its device nodes (see debian_nodev_tree in trees.sh).
+STORE_CMD_OSTREE="ostree --repo=R commit --branch=bench --tree=dir=TREE' && sync -f R"
+STORE_CMD_CASYNC='casync make --store=C.castr --cache=CACHE I.caidx TREE && sync -f C.castr'
+
+# store_peers times, in one run, the peers' ingest of TREE and their
+# re-ingest of it unchanged: ostree commit of NODEV_TREE into a new bare
+# repository, then again into the same one, and casync make into a new
+# chunk store with an encoder cache (which lets casync skip the files that
+# did not change), then again with both. Records the sizes of the
+# repository and of the chunk store after the first ingest.
+# Usage: store_peers WORKDIR RUNDIR TREE NODEV_TREE
+store_peers() {
+	local w=$1 run=$2 tree=$3 nodev=$4 phase ok=1
+	local repo=$run/ostree castr=$run/casync.castr cache=$run/casync.cache
+	if ! ostree --repo="$repo" init --mode=bare >"$w/ostree-init.out" 2>&1; then
+		store_fail "$w" "\`ostree init --mode=bare\` failed" "$w/ostree-init.out"
+		ok=""
+	fi
+	for phase in first again; do
+		[[ -n $ok ]] || break
+		settle "$nodev"
+		store_peer_time "$w" "ostree-$phase" "$repo" \
+			ostree --repo="$repo" commit --branch=bench --tree=dir="$nodev" || ok=""
+	done
+	local ostree_ok=$ok
+	ok=1
+	for phase in first again; do
+		[[ -n $ok ]] || break
+		settle "$tree"
+		store_peer_time "$w" "casync-$phase" "$castr" \
+			casync make --store="$castr" --cache="$cache" "$run/$phase.caidx" "$tree" || ok=""
+	done
+	[[ -n $ostree_ok && -s $w/ostree-first.t && -s $w/casync-first.t ]] || return 0
+	# Measured after both ingests: the second adds one commit object to
+	# the repository, and its own index, which is not counted (nor is the
+	# encoder cache, a cache).
+	printf '%s\t%s\t%s\t%s\n' \
+		"$(du -sb "$repo" | cut -f1)" "$(du -s -B1 "$repo" | cut -f1)" \
+		"$(du -scb "$castr" "$run/first.caidx" | tail -n 1 | cut -f1)" \
+		"$(du -sc -B1 "$castr" "$run/first.caidx" | tail -n 1 | cut -f1)" >>"$w/peers.sizes"
+}
+
+# store_peer_time runs one timed peer command followed by sync -f DEST, its
+# output in NAME.out and NAME.err; a failure leaves no figure and a note.
+# Usage: store_peer_time WORKDIR NAME DEST CMD [ARG...]
+store_peer_time() {
+	local w=$1 name=$2 dest=$3 status=0 lines=0
+	shift 3
+	[[ -e $w/$name.t ]] && lines=$(wc -l <"$w/$name.t")
+	timeit "$w/$name.t" "${DURABLE[@]}" "$dest" "$@" >"$w/$name.out" 2>"$w/$name.err" || status=$?
+	((status == 0)) && return 0
+	store_fail "$w" "\`$1 ${2:-}\` ($name) exited with status $status" "$w/$name.err"
+	# A failed run is no figure (timeit writes none when it cannot start it).
+	if [[ -e $w/$name.t ]] && (($(wc -l <"$w/$name.t") > lines)); then
+		sed -i '$d' "$w/$name.t"
+	fi
+	return 1
+}
+
+# store_peer_ratios prints the rows that set forge's imports against the
+# peers' ingests (the baselines of issue 9, row 1), and each peer's
+# re-ingest against its first ingest, to set beside forge's.
+store_peer_ratios() {
+	local w=$1 tool f a
+	f=$(store_med "$w/first.t")
+	a=$(store_med "$w/again.t")
+	local first=() again=() self=()
+	for tool in ostree casync; do
+		first+=("÷ $tool $(ratio "$f" "$(store_med "$w/$tool-first.t")")×")
+		again+=("÷ $tool $(ratio "$a" "$(store_med "$w/$tool-again.t")")×")
+		self+=("$tool $(ratio "$(store_med "$w/$tool-again.t")" "$(store_med "$w/$tool-first.t")")×")
+	done
+	echo "| first import ÷ the peers' first ingest | medians of the rows above | | | | | | — | ${first[0]}, ${first[1]} |"
+	echo "| re-import ÷ the peers' unchanged ingest | medians of the rows above | | | | | | — | ${again[0]}, ${again[1]} |"
+	echo "| unchanged ÷ first ingest, peers | medians of the rows above | | | | | | — | ${self[0]}, ${self[1]} |"
+}
+
+# store_med prints the median wall time of a file of timeit lines, or
+# nothing when it has none.
+store_med() { if [[ -s $1 ]]; then field "$1" 1 | median; fi; }
 
 # store_import runs one timed import (PHASE first or again) and records its
 # tree hash and the store's sizes. It returns non-zero, with a note, when the
@@ -186,7 +303,7 @@ store_import() {
 		store_fail "$w" "\`forge store du --store S --json\` failed or lacks logical_bytes, stored_bytes, pack_bytes or chunks" "$w/du.err"
 		return 1
 	fi
-	printf '%s\t%s\n' "$(cat "$w/du.tsv")" "$(du -sb "$store" | cut -f1)" >>"$w/$phase.sizes"
+	printf '%s\t%s\t%s\n' "$(cat "$w/du.tsv")" "$(du -sb "$store" | cut -f1)" "$(du -s -B1 "$store" | cut -f1)" >>"$w/$phase.sizes"
 }
 
 # store_fail records a failure: a note under the tree's tables, the list of
@@ -225,40 +342,65 @@ time_row() {
 # store_sizes prints the table of the store's size against the tree's.
 # Usage: store_sizes WORKDIR TREE_BYTES NOTE
 store_sizes() {
-	local w=$1 bytes=$2 note=$3
-	echo "| size | command | bytes (median) | × tree | target | result |"
-	echo "| --- | --- | --- | --- | --- | --- |"
-	echo "| tree | \`du -sb TREE\` | $(fmt_bytes "$bytes") | 1.00× | | |"
+	local w=$1 bytes=$2 note=$3 peers=${4:-}
+	# The peers' sizes are of their directories: so is forge's ratio column.
+	local pack=""
+	[[ -s $w/first.sizes ]] && pack=$(field "$w/first.sizes" 5 | median)
+	echo "| size | command | bytes (median) | × tree | × forge store directory | target | result |"
+	echo "| --- | --- | --- | --- | --- | --- | --- |"
+	echo "| tree | \`du -sb TREE\` | $(fmt_bytes "$bytes") | 1.00× | $(ratio "$bytes" "$pack")× | | |"
 	if [[ ! -s $w/first.sizes ]]; then
-		echo "| store after first import | \`forge store du --store S --json\`, \`du -sb S\` | $note | | | not run |"
-		return
+		echo "| store after first import | \`forge store du --store S --json\`, \`du -sb S\` | $note | | | | not run |"
+	else
+		# Columns of PHASE.sizes: logical stored pack chunks store-dir-bytes
+		# store-dir-disk-bytes.
+		local col label cmd v
+		for col in 1 2 3 5 6; do
+			case $col in
+			1) label="logical_bytes after first import" cmd='forge store du --store S --json' ;;
+			2) label="stored_bytes after first import" cmd='forge store du --store S --json' ;;
+			3) label="pack_bytes after first import" cmd='forge store du --store S --json' ;;
+			5) label="store directory after first import" cmd='du -sb S' ;;
+			6) label="store directory on disk after first import" cmd='du -s -B1 S' ;;
+			esac
+			v=$(field "$w/first.sizes" "$col" | median)
+			echo "| $label | \`$cmd\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | $(ratio "$v" "$pack")× | | |"
+		done
+		echo "| chunks after first import | \`forge store du --store S --json\` | $(field "$w/first.sizes" 4 | median) chunks | | | | |"
 	fi
-	# Columns of PHASE.sizes: logical stored pack chunks store-dir-bytes.
-	local col label cmd v
-	for col in 1 2 3 5; do
-		case $col in
-		1) label="logical_bytes after first import" cmd='forge store du --store S --json' ;;
-		2) label="stored_bytes after first import" cmd='forge store du --store S --json' ;;
-		3) label="pack_bytes after first import" cmd='forge store du --store S --json' ;;
-		5) label="store directory after first import" cmd='du -sb S' ;;
-		esac
-		v=$(field "$w/first.sizes" "$col" | median)
-		echo "| $label | \`$cmd\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | | |"
-	done
-	echo "| chunks after first import | \`forge store du --store S --json\` | $(field "$w/first.sizes" 4 | median) chunks | | | |"
+	if [[ -n $peers ]]; then
+		# Columns of peers.sizes: ostree repo bytes, on disk; casync store
+		# and index bytes, on disk.
+		local c lab cm v
+		for c in 1 2 3 4; do
+			case $c in
+			1) lab="ostree bare repo after first commit (peer)" cm='du -sb R' ;;
+			2) lab="ostree bare repo on disk after first commit (peer)" cm='du -s -B1 R' ;;
+			3) lab="casync chunk store and index after first make (peer)" cm='du -sb C.castr I.caidx' ;;
+			4) lab="casync chunk store and index on disk after first make (peer)" cm='du -s -B1 C.castr I.caidx' ;;
+			esac
+			if [[ ! -s $w/peers.sizes ]]; then
+				echo "| $lab | \`$cm\` | failed: see the notes below | | | | not run |"
+				continue
+			fi
+			v=$(field "$w/peers.sizes" "$c" | median)
+			echo "| $lab | \`$cm\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | $(ratio "$v" "$pack")× | | |"
+		done
+	fi
+	[[ -s $w/first.sizes ]] || return 0
 	if [[ -s $w/again.sizes ]]; then
 		local p1 p2 growth
 		p1=$(field "$w/first.sizes" 3 | median)
 		p2=$(field "$w/again.sizes" 3 | median)
 		growth=$(awk -v a="$p1" -v b="$p2" 'BEGIN { if (a > 0) printf "%+.2f", (b - a) * 100 / a; else print "n/a" }')
-		echo "| growth of pack_bytes by the re-import | \`forge store du --store S --json\` | $(fmt_bytes "$(awk -v a="$p1" -v b="$p2" 'BEGIN { printf "%.0f", b - a }')") ($growth %) | | < $STORE_TARGET_GROWTH % (issue 2, point 2) | $(awk -v g="$growth" -v t="$STORE_TARGET_GROWTH" 'BEGIN { if (g == "n/a") print "n/a"; else print (g < t) ? "PASS" : "FAIL" }') |"
+		echo "| growth of pack_bytes by the re-import | \`forge store du --store S --json\` | $(fmt_bytes "$(awk -v a="$p1" -v b="$p2" 'BEGIN { printf "%.0f", b - a }')") ($growth %) | | | < $STORE_TARGET_GROWTH % (issue 2, point 2) | $(awk -v g="$growth" -v t="$STORE_TARGET_GROWTH" 'BEGIN { if (g == "n/a") print "n/a"; else print (g < t) ? "PASS" : "FAIL" }') |"
 	fi
 	local distinct
 	distinct=$(sort -u "$w/hashes" | wc -l)
 	if ((distinct == 1)); then
-		echo "| tree hash | last line of \`forge store import\` | the same in all $(wc -l <"$w/hashes") imports | | the same | PASS |"
+		echo "| tree hash | last line of \`forge store import\` | the same in all $(wc -l <"$w/hashes") imports | | | the same | PASS |"
 	else
-		echo "| tree hash | last line of \`forge store import\` | $distinct different hashes in $(wc -l <"$w/hashes") imports of one tree | | the same | FAIL |"
+		echo "| tree hash | last line of \`forge store import\` | $distinct different hashes in $(wc -l <"$w/hashes") imports of one tree | | | the same | FAIL |"
 		BENCH_FAILED+=("store: imports of one tree gave $distinct different tree hashes")
 	fi
 }
