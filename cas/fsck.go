@@ -51,10 +51,15 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 	// Hold GC off: it must not delete what is being checked.
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
+	// Everything is read from one snapshot of the index: imports and
+	// commits go on meanwhile, and a ref committed after the chunks were
+	// listed must not look like a ref to missing chunks.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
 
 	// Packs the index knows, and their footers.
 	packs := map[packID]packMeta{}
-	if err := s.scan(prefixPack, func(k, v []byte) error {
+	if err := s.scanIn(snap, prefixPack, func(k, v []byte) error {
 		var id packID
 		copy(id[:], k)
 		m, err := decodePackMeta(v)
@@ -111,7 +116,7 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 	// Chunks: every one re-hashed, pack by pack, in parallel.
 	byPack := map[packID][]digest.Hash{}
 	locs := map[digest.Hash]chunkLoc{}
-	if err := s.scan(prefixChunk, func(k, v []byte) error {
+	if err := s.scanIn(snap, prefixChunk, func(k, v []byte) error {
 		h, _ := digest.FromBytes(k)
 		loc, err := decodeChunkLoc(v)
 		if err != nil {
@@ -170,7 +175,7 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 
 	// Nodes: re-hashed and decoded.
 	nodes := map[digest.Hash]*node.Node{}
-	if err := s.scan(prefixNode, func(k, v []byte) error {
+	if err := s.scanIn(snap, prefixNode, func(k, v []byte) error {
 		h, _ := digest.FromBytes(k)
 		if got := digest.Sum(v); got != h {
 			problem("node %s: stored bytes hash to %s", h, got)
@@ -230,7 +235,7 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 		broken[h] = why
 		return why
 	}
-	refs, err := s.Refs()
+	refs, err := s.refsIn(snap)
 	if err != nil {
 		return res, err
 	}
@@ -242,7 +247,7 @@ func (s *Store) Fsck(ctx context.Context, opts FsckOptions) (FsckResult, error) 
 			dropRefs = append(dropRefs, r.Name)
 		}
 	}
-	if err := s.scan(prefixLease, func(k, v []byte) error {
+	if err := s.scanIn(snap, prefixLease, func(k, v []byte) error {
 		hs, err := decodeHashes(v)
 		if err != nil {
 			problem("lease %q: %v", k, err)

@@ -57,16 +57,19 @@ func (s *Store) Ref(name string) (digest.Hash, error) {
 }
 
 // Refs lists every ref, sorted by name.
-func (s *Store) Refs() ([]Ref, error) {
+func (s *Store) Refs() ([]Ref, error) { return s.refsIn(s.db) }
+
+// refsIn lists the refs r (the index, or a snapshot of it) holds.
+func (s *Store) refsIn(r pebble.Reader) ([]Ref, error) {
 	used := map[string]time.Time{}
-	if err := s.scan(prefixUsed, func(k, v []byte) error {
+	if err := s.scanIn(r, prefixUsed, func(k, v []byte) error {
 		used[string(k)] = decodeTime(v)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
 	var refs []Ref
-	err := s.scan(prefixRef, func(k, v []byte) error {
+	err := s.scanIn(r, prefixRef, func(k, v []byte) error {
 		h, err := digest.FromBytes(v)
 		if err != nil {
 			return fmt.Errorf("ref %q: %w", k, ErrCorrupt)
@@ -175,8 +178,13 @@ func (s *Store) DeleteLease(id string) error {
 // scan calls fn for every key of one keyspace (without the prefix byte) and
 // its value. The slices are valid only during the call.
 func (s *Store) scan(prefix byte, fn func(k, v []byte) error) error {
+	return s.scanIn(s.db, prefix, fn)
+}
+
+// scanIn is scan over r: the index, or a snapshot of it.
+func (s *Store) scanIn(r pebble.Reader, prefix byte, fn func(k, v []byte) error) error {
 	lo, hi := prefixBounds(prefix)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return fmt.Errorf("store %s: read index: %w", s.dir, err)
 	}

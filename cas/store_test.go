@@ -661,3 +661,39 @@ func TestHardLinkedSpecialFilesRoundTrip(t *testing.T) {
 		t.Errorf("a lone symlink exported with %d links", st.Nlink)
 	}
 }
+
+// Fsck reads the index from one snapshot: imports that commit new chunks,
+// nodes and refs while it runs must not look like refs to missing chunks
+// (a ref committed after the chunks were listed did, in a crash test).
+func TestFsckDuringImports(t *testing.T) {
+	s := openTestStore(t, Options{PackSize: 256 << 10})
+	const imports = 30
+	done := make(chan error, 1)
+	go func() {
+		for i := range imports {
+			dir := filepath.Join(t.TempDir(), "tree")
+			for j := range 8 {
+				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%d", j)), randBytes(int64(1000*i+j), 64<<10), 0o644)
+			}
+			if _, err := s.Import(context.Background(), dir, ImportOptions{Refs: []string{fmt.Sprintf("r%d", i)}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for checks := 0; ; checks++ {
+		select {
+		case err := <-done:
+			must(t, err)
+			t.Logf("%d fscks during %d imports", checks, imports)
+			return
+		default:
+		}
+		res, err := s.Fsck(context.Background(), FsckOptions{})
+		must(t, err)
+		if len(res.Problems) > 0 {
+			t.Fatalf("fsck during imports: %v", res.Problems)
+		}
+	}
+}
