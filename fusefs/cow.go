@@ -77,13 +77,15 @@ func MountCopyOnWrite(mountpoint string, src *Cache, tree digest.Hash, opts CowO
 		name = "forge-rw:" + tree.Short()
 	}
 	fsys := &cowFS{
-		cache:    src,
-		scratch:  opts.Scratch,
-		name:     name,
-		logf:     logf,
-		statfsFn: opts.Statfs,
-		nextIno:  cowIno0,
-		links:    map[linkKey]*cowNode{},
+		cache:       src,
+		scratch:     opts.Scratch,
+		name:        name,
+		logf:        logf,
+		statfsFn:    opts.Statfs,
+		nextIno:     cowIno0,
+		links:       map[linkKey]*cowNode{},
+		memMax:      memBudget(),
+		createQuiet: createQuiet,
 	}
 	var root *cowNode
 	if tree.IsZero() {
@@ -129,10 +131,12 @@ func MountCopyOnWrite(mountpoint string, src *Cache, tree digest.Hash, opts CowO
 			DirectMountFlags:     flags,
 			EnableSymlinkCaching: true,
 			EnableAcl:            true,
-			// The server applies the umask itself (cowRaw): with a
-			// default ACL on the parent the umask does not apply, and
-			// only the server knows the ACL.
-			ExtraCapabilities: fuse.CAP_DONT_MASK,
+			// DONT_MASK: the server applies the umask itself (cowRaw):
+			// with a default ACL on the parent the umask does not
+			// apply, and only the server knows the ACL.
+			// HANDLE_KILLPRIV_V2: the server clears set-id bits
+			// (cowfile.go), which spares a GETATTR per chown.
+			ExtraCapabilities: fuse.CAP_DONT_MASK | fuse.CAP_HANDLE_KILLPRIV_V2,
 			Debug:             opts.Debug,
 			Logger:            logger,
 		},
@@ -179,6 +183,10 @@ type cowFS struct {
 	tree    digest.Hash          // last committed (or mounted) tree
 	nextIno uint64               // for nodes the mount creates
 	links   map[linkKey]*cowNode // stored hard-linked inodes looked up so far
+	// Memory that file content holds (cowmem.go), and how much it may.
+	memUsed, memMax int64
+	lastCreate      time.Time     // of a regular file (cowscratch.go)
+	createQuiet     time.Duration // after lastCreate, a new file comes alone
 }
 
 // newIno returns an inode number for a new node; fsys.mu is held.
@@ -236,6 +244,28 @@ func (r cowRaw) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 func (r cowRaw) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	in.Mode = withUmask(in.Mode, in.Umask)
 	return r.RawFileSystem.Mknod(cancel, in, name, out)
+}
+
+// Flush answers ENOSYS, after which the kernel sends no FLUSH again on this
+// mount: a close then costs one request (RELEASE) instead of two. The
+// server has nothing to do on a flush: fsync has nothing to make durable
+// either (see Fsync), and locks are the kernel's.
+func (r cowRaw) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	return fuse.ENOSYS
+}
+
+// Fsync and Fsyncdir answer ENOSYS, after which the kernel sends neither
+// again on this mount and fsync(2) succeeds at once (after writing dirty
+// pages of a mapping, which it still does). There is nothing to make
+// durable: a mount's content becomes durable by a commit, and the scratch
+// space does not survive a crash anyway. Package managers fsync every file
+// they unpack.
+func (r cowRaw) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return fuse.ENOSYS
+}
+
+func (r cowRaw) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return fuse.ENOSYS
 }
 
 // errno turns an error into the errno a request returns, logging it first

@@ -21,6 +21,7 @@ import (
 // is frozen while Commit runs.
 func (m *CowMount) Commit(ctx context.Context, newWriter func() (Writer, error), refs ...string) (digest.Hash, error) {
 	fsys := m.fsys
+	m.flushKernel()
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
 	w, err := newWriter()
@@ -29,6 +30,7 @@ func (m *CowMount) Commit(ctx context.Context, newWriter func() (Writer, error),
 	}
 	defer w.Close()
 	c := &committer{ctx: ctx, w: w, fsys: fsys, done: map[*cowNode]*committed{}}
+	defer c.close()
 	if err := c.findHiddenLinks(); err != nil {
 		return digest.Hash{}, fmt.Errorf("commit %s: %w", m.mountpoint, err)
 	}
@@ -41,12 +43,41 @@ func (m *CowMount) Commit(ctx context.Context, newWriter func() (Writer, error),
 	}
 	for n, r := range c.done {
 		n.hash, n.link, n.dirty = r.hash, r.link, false
-		if f := n.file; f != nil && r.copied {
+		f := n.file
+		switch {
+		case f == nil || !r.copied:
+		case r.mem && f.opens == 0:
+			n.memStored(r.hash, r.stored)
+		case r.mem:
+			f.chunks, f.size, f.storedCopied, f.memChanged = r.chunks, r.size, true, false
+		default:
 			f.chunks, f.size, f.storedCtime, f.storedCopied = r.chunks, r.size, r.ctime, true
 		}
 	}
 	fsys.tree = tree
 	return tree, nil
+}
+
+// flushKernel makes the kernel write back what it holds dirty on the mount
+// (pages written through shared mappings of files it caches, such as files
+// in memory), so that the commit sees them as a reader of the mount would:
+// the WRITE requests this sends must be served before the mount freezes.
+// A failure only means such pages wait for the next commit; it is logged.
+func (m *CowMount) flushKernel() {
+	fd, err := unix.Open(m.mountpoint, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		m.fsys.logf("%s: commit: flushing the kernel's dirty pages: %v", m.fsys.name, err)
+		return
+	}
+	defer unix.Close(fd)
+	// Only if this is still the mount, not what an unmount uncovered.
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.FUSE_SUPER_MAGIC {
+		return
+	}
+	if err := unix.Syncfs(fd); err != nil {
+		m.fsys.logf("%s: commit: flushing the kernel's dirty pages: %v", m.fsys.name, err)
+	}
 }
 
 // committer is one commit's walk. Its results stay in done until the
@@ -56,6 +87,14 @@ type committer struct {
 	w    Writer
 	fsys *cowFS
 	done map[*cowNode]*committed
+	// memfd hands the Writer the content of in-memory files as a file.
+	memfd *os.File
+}
+
+func (c *committer) close() {
+	if c.memfd != nil {
+		c.memfd.Close()
+	}
 }
 
 // committed is what a commit stored for one node.
@@ -67,6 +106,9 @@ type committed struct {
 	chunks []node.Chunk
 	size   uint64
 	ctime  unix.Timespec
+	// In-memory files: the node stored.
+	mem    bool
+	stored *node.Node
 }
 
 // node stores n (and what it holds) if it changed, and returns its hash.
@@ -91,7 +133,21 @@ func (c *committer) node(n *cowNode) (digest.Hash, error) {
 		}
 	case node.TypeRegular:
 		f := n.file
-		if f.copied {
+		if f.memHas() {
+			r.copied, r.mem = true, true
+			if f.storedCopied && !f.memChanged {
+				r.chunks, r.size = f.chunks, f.size
+			} else {
+				chunks, size, err := c.putMem(n)
+				if err != nil {
+					return digest.Hash{}, err
+				}
+				r.chunks, r.size = chunks, size
+			}
+			rec = n.record()
+			rec.Chunks, rec.Size = r.chunks, r.size
+			r.stored = rec
+		} else if f.copied {
 			var st unix.Stat_t
 			if err := n.scratchStat(&st); err != nil {
 				return digest.Hash{}, fmt.Errorf("%s: %w", n.path(), err)
@@ -227,6 +283,38 @@ func (c *committer) putScratch(n *cowNode, size int64) ([]node.Chunk, uint64, er
 	}
 	defer f.Close()
 	chunks, total, err := c.w.PutFile(c.ctx, f, size)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: storing its content: %w", n.path(), err)
+	}
+	return chunks, total, nil
+}
+
+// putMem stores the content of in-memory file n, through a memfd: the
+// Writer stores files.
+func (c *committer) putMem(n *cowNode) ([]node.Chunk, uint64, error) {
+	f := n.file
+	if c.memfd == nil {
+		fd, err := unix.MemfdCreate("forge-commit", unix.MFD_CLOEXEC)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: memfd_create: %w", n.path(), err)
+		}
+		c.memfd = os.NewFile(uintptr(fd), "memfd:forge-commit")
+	}
+	fd := int(c.memfd.Fd())
+	if err := unix.Ftruncate(fd, 0); err != nil {
+		return nil, 0, fmt.Errorf("%s: truncating the memfd: %w", n.path(), err)
+	}
+	for done := 0; done < len(f.mem); {
+		w, err := unix.Pwrite(fd, f.mem[done:], int64(done))
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: writing to the memfd: %w", n.path(), err)
+		}
+		done += w
+	}
+	if err := unix.Ftruncate(fd, int64(f.memSize)); err != nil {
+		return nil, 0, fmt.Errorf("%s: sizing the memfd: %w", n.path(), err)
+	}
+	chunks, total, err := c.w.PutFile(c.ctx, c.memfd, int64(f.memSize))
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: storing its content: %w", n.path(), err)
 	}

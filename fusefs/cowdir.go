@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"context"
-	"os"
 	"sort"
 	"syscall"
 	"time"
@@ -219,12 +218,14 @@ func (d *cowNode) newNode(ctx context.Context, typ node.Type, mode uint32, fill 
 var _ = (fs.NodeTmpfiler)((*cowNode)(nil))
 
 // Tmpfile makes a file with no name (O_TMPFILE). It is given up when its
-// last handle is closed, unless linkat gave it a name.
+// last handle is closed, unless linkat gave it a name. Its content starts
+// in a scratch file, not in memory: a file with no name is scratch space
+// (as an unlinked open file is, see drop).
 func (d *cowNode) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	fsys := d.fsys
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
-	n, in, err := d.newNode(ctx, node.TypeRegular, mode&^unix.S_IFMT, func(n *cowNode) error { return n.createScratch() })
+	n, in, err := d.newNode(ctx, node.TypeRegular, mode&^unix.S_IFMT, (*cowNode).startInScratch)
 	if err != nil {
 		return nil, nil, 0, fsys.errno(d.path()+": O_TMPFILE", err)
 	}
@@ -282,7 +283,6 @@ func (d *cowNode) Mknod(ctx context.Context, name string, mode uint32, dev uint3
 	case node.TypeFIFO, node.TypeSocket:
 	case node.TypeRegular, 0:
 		typ = node.TypeRegular
-		fill = func(n *cowNode) error { return n.createScratch() }
 	default:
 		return nil, syscall.EINVAL
 	}
@@ -333,7 +333,14 @@ func (d *cowNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if d.has(ctx, name) {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	n, err := d.newChild(ctx, name, node.TypeRegular, mode&^unix.S_IFMT, func(n *cowNode) error { return n.createScratch() })
+	// In memory, or in a scratch file passed through at once when the
+	// file comes alone (cowscratch.go).
+	n, err := d.newChild(ctx, name, node.TypeRegular, mode&^unix.S_IFMT, func(n *cowNode) error {
+		if !fsys.wantScratch(time.Now()) {
+			return nil
+		}
+		return n.startInScratch()
+	})
 	if err != nil {
 		return nil, nil, 0, fsys.errno(joinPath(d.path(), name)+": create", err)
 	}
@@ -344,7 +351,7 @@ func (d *cowNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if errno := n.fillAttr(&out.Attr); errno != 0 {
 		return nil, nil, 0, errno
 	}
-	return n.EmbeddedInode(), h, 0, 0
+	return n.EmbeddedInode(), h, n.openFlags(), 0
 }
 
 var _ = (fs.NodeLinker)((*cowNode)(nil))
@@ -385,6 +392,13 @@ func (n *cowNode) drop(now unix.Timespec, forget *[]*cowNode) {
 		n.nlink--
 	}
 	n.touch(now)
+	if f := n.file; n.nlink == 0 && f != nil && f.memHas() && f.opens > 0 {
+		// Open with no name left, it has become scratch space, which
+		// belongs on the scratch disk rather than in memory.
+		if err := n.spill(); err != nil {
+			n.fsys.logf("%s: %s: %v", n.fsys.name, n.path(), err)
+		}
+	}
 	if n.nlink == 0 && !n.forgotten {
 		n.forgotten = true
 		*forget = append(*forget, n)
@@ -528,13 +542,4 @@ func (d *cowNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	d.touchDir(now)
 	np.touchDir(now)
 	return 0
-}
-
-// createScratch gives a new regular file an empty scratch file.
-func (n *cowNode) createScratch() error {
-	f, err := os.OpenFile(n.scratchName(), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	return f.Close()
 }

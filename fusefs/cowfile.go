@@ -35,17 +35,17 @@ func (h *cowHandle) PassthroughFd() (int, bool) {
 	n := h.n
 	n.fsys.mu.Lock()
 	defer n.fsys.mu.Unlock()
-	if !h.passthrough || n.file.fd == nil {
+	if !h.passthrough || n.file.fd < 0 {
 		return -1, false
 	}
-	return int(n.file.fd.Fd()), true
+	return n.file.fd, true
 }
 
-// passthroughOK reports whether a new handle on n may be passed through.
-// fsys.mu is held.
+// passthroughOK reports whether a new handle on n may be passed through:
+// only a scratch file can be. fsys.mu is held.
 func (n *cowNode) passthroughOK() bool {
 	f := n.file
-	if !f.copied || f.cachedOpens > 0 {
+	if !f.copied || f.inMem || f.cachedOpens > 0 {
 		return false
 	}
 	if n.meta.Perm&(unix.S_ISUID|unix.S_ISGID) != 0 {
@@ -59,10 +59,10 @@ func (n *cowNode) passthroughOK() bool {
 // if it has one. fsys.mu is held.
 func (n *cowNode) openHandle() (*cowHandle, error) {
 	f := n.file
-	if f.copied && f.fd == nil {
-		fd, err := os.OpenFile(n.scratchName(), os.O_RDWR, 0)
+	if f.copied && !f.inMem && f.fd < 0 {
+		fd, err := unix.Open(n.scratchName(), unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, err
+			return nil, &os.PathError{Op: "open", Path: n.scratchName(), Err: err}
 		}
 		f.fd = fd
 	}
@@ -83,9 +83,9 @@ func (n *cowNode) closeHandle(h *cowHandle) {
 	f.opens--
 	if f.opens <= 0 {
 		f.opens = 0
-		if f.fd != nil {
-			f.fd.Close()
-			f.fd = nil
+		if f.fd >= 0 {
+			unix.Close(f.fd)
+			f.fd = -1
 		}
 	}
 }
@@ -93,8 +93,8 @@ func (n *cowNode) closeHandle(h *cowHandle) {
 // withScratch runs fn on n's scratch file, opening it for the call when no
 // handle holds it open. fsys.mu is held.
 func (n *cowNode) withScratch(fn func(fd int) error) error {
-	if f := n.file.fd; f != nil {
-		return fn(int(f.Fd()))
+	if fd := n.file.fd; fd >= 0 {
+		return fn(fd)
 	}
 	fd, err := unix.Open(n.scratchName(), unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -104,23 +104,25 @@ func (n *cowNode) withScratch(fn func(fd int) error) error {
 	return fn(fd)
 }
 
-// copyUp moves a stored file's content into a scratch file: the first size
-// bytes of it, written chunk by chunk at their offsets so that holes stay
-// holes. fsys.mu is held.
+// copyUp makes the first size bytes of a stored file's content the
+// mount's own: in memory when they fit (cowmem.go), else in a scratch
+// file, written chunk by chunk at their offsets so that holes stay holes.
+// fsys.mu is held.
 func (n *cowNode) copyUp(size uint64) error {
 	f := n.file
 	if f.copied {
 		return nil
 	}
-	info := f.content
-	path := n.scratchName()
-	fd, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if ok, err := n.copyUpToMem(size); ok || err != nil {
 		return err
 	}
+	info := f.content
+	fd, err := n.scratchFD()
+	if err != nil {
+		return fmt.Errorf("copy up %s: %w", n.path(), err)
+	}
 	fail := func(err error) error {
-		fd.Close()
-		os.Remove(path)
+		n.discardScratchFD(fd)
 		return fmt.Errorf("copy up %s: %w", n.path(), err)
 	}
 	for i, ch := range info.node.Chunks {
@@ -138,24 +140,22 @@ func (n *cowNode) copyUp(size uint64) error {
 		if end := start + uint64(len(data)); end > size {
 			data = data[:size-start]
 		}
-		if _, err := fd.WriteAt(data, int64(start)); err != nil {
-			return fail(err)
+		for done := 0; done < len(data); {
+			w, err := unix.Pwrite(fd, data[done:], int64(start)+int64(done))
+			if err != nil {
+				return fail(err)
+			}
+			done += w
 		}
 	}
-	if err := fd.Truncate(int64(size)); err != nil {
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		return fail(err)
 	}
 	mt := unix.Timespec{Sec: n.meta.MtimeSec, Nsec: int64(n.meta.MtimeNsec)}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, mt}, 0); err != nil {
+	if err := futimens(fd, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, mt}); err != nil {
 		return fail(err)
 	}
-	f.copied = true
-	f.content = nil
-	if f.opens > 0 {
-		f.fd = fd
-	} else {
-		fd.Close()
-	}
+	n.adoptScratch(fd)
 	return nil
 }
 
@@ -167,6 +167,10 @@ func (n *cowNode) truncate(size uint64) error {
 		if err := n.copyUp(min(size, f.content.node.Size)); err != nil {
 			return err
 		}
+	}
+	if f.inMem {
+		f.memTruncate(size)
+		return nil
 	}
 	return n.withScratch(func(fd int) error { return unix.Ftruncate(fd, int64(size)) })
 }
@@ -195,7 +199,23 @@ func (n *cowNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32
 	if err != nil {
 		return nil, 0, fsys.errno(n.path()+": open", err)
 	}
-	return h, 0, 0
+	return h, n.openFlags(), 0
+}
+
+// openFlags are the FOPEN flags of a new handle on regular file n: the
+// kernel may keep what it cached of the content (FOPEN_KEEP_CACHE) when
+// every change to it goes through the kernel's cache, which holds for
+// stored content (it never changes) and for content in memory (written,
+// truncated and allocated only through this mount's cached handles). Without
+// it every open drops the cache, and every read afterwards is a request
+// that also makes the kernel ask for the attributes again (reads
+// invalidate atime on a writable FUSE mount). A scratch file may have been
+// written past the cache through passthrough handles. fsys.mu is held.
+func (n *cowNode) openFlags() uint32 {
+	if f := n.file; !f.copied || f.inMem {
+		return fuse.FOPEN_KEEP_CACHE
+	}
+	return 0
 }
 
 var _ = (fs.NodeReleaser)((*cowNode)(nil))
@@ -245,6 +265,9 @@ func (n *cowNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off i
 		return fuse.ReadResultData(data), 0
 	}
 	defer fsys.mu.Unlock()
+	if f.inMem {
+		return fuse.ReadResultData(f.memRead(dest, off)), 0
+	}
 	var nr int
 	err := n.withScratch(func(fd int) error {
 		var err error
@@ -269,7 +292,16 @@ func (n *cowNode) Write(ctx context.Context, fh fs.FileHandle, data []byte, off 
 	if err := n.copyUp(n.size()); err != nil {
 		return 0, fsys.errno(n.path()+": write", err)
 	}
-	n.killSgid(ctx)
+	n.killPrivs(ctx, unprivileged(ctx))
+	if n.file.inMem {
+		if n.memWrite(data, off) {
+			n.touchData()
+			return uint32(len(data)), 0
+		}
+		if err := n.spill(); err != nil {
+			return 0, fsys.errno(n.path()+": write", err)
+		}
+	}
 	var nw int
 	err := n.withScratch(func(fd int) error {
 		var err error
@@ -287,6 +319,9 @@ func (n *cowNode) size() uint64 {
 	f := n.file
 	if !f.copied {
 		return f.content.node.Size
+	}
+	if f.inMem {
+		return f.memSize
 	}
 	var st unix.Stat_t
 	if err := n.scratchStat(&st); err != nil {
@@ -308,6 +343,20 @@ func (n *cowNode) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, si
 	}
 	if err := n.copyUp(n.size()); err != nil {
 		return fsys.errno(n.path()+": fallocate", err)
+	}
+	n.killPrivs(ctx, unprivileged(ctx))
+	if n.file.inMem {
+		if n.memAllocate(off, size, mode) {
+			if off+size > n.file.memSize {
+				n.touchData()
+			} else {
+				n.ctime = tsNow(time.Now())
+			}
+			return 0
+		}
+		if err := n.spill(); err != nil {
+			return fsys.errno(n.path()+": fallocate", err)
+		}
 	}
 	err := n.withScratch(func(fd int) error { return unix.Fallocate(fd, mode, int64(off), int64(size)) })
 	if err != nil {
@@ -335,6 +384,9 @@ func (n *cowNode) Lseek(ctx context.Context, fh fs.FileHandle, off uint64, whenc
 		}
 		return pos, 0
 	}
+	if n.file.inMem {
+		return n.file.memSeek(off, whence)
+	}
 	var pos int64
 	err := n.withScratch(func(fd int) error {
 		var err error
@@ -347,18 +399,6 @@ func (n *cowNode) Lseek(ctx context.Context, fh fs.FileHandle, off uint64, whenc
 	return uint64(pos), 0
 }
 
-var _ = (fs.NodeFsyncer)((*cowNode)(nil))
-
-// Fsync has nothing to make durable: a mount's content becomes durable by
-// a commit, and the scratch space does not survive a crash anyway.
-func (n *cowNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
-	return 0
-}
-
-var _ = (fs.NodeFlusher)((*cowNode)(nil))
-
-func (n *cowNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return 0 }
-
 var _ = (fs.NodeOnForgetter)((*cowNode)(nil))
 
 // OnForget frees what a node with no names and no users holds: its
@@ -367,21 +407,61 @@ func (n *cowNode) OnForget() {
 	n.fsys.mu.Lock()
 	defer n.fsys.mu.Unlock()
 	if f := n.file; f != nil && f.copied {
-		if f.fd != nil {
-			f.fd.Close()
-			f.fd = nil
+		if f.inMem {
+			n.memFree()
+			return
 		}
-		if err := os.Remove(n.scratchName()); err != nil && !os.IsNotExist(err) {
-			n.fsys.logf("%s: removing scratch file of %s: %v", n.fsys.name, n.path(), err)
-		}
+		n.dropScratch()
 	}
+}
+
+// The mount handles HANDLE_KILLPRIV_V2: the kernel leaves clearing the
+// set-id bits to the server, and in exchange asks for no attributes
+// before a chown (a GETATTR per file that untar and dpkg change the owner
+// of) and checks a file for security.capability once rather than at
+// every write. What ext4 clears, this clears too: on a change of owner,
+// S_ISUID and (with group-exec) S_ISGID; on a write, truncate or fallocate
+// by a caller without CAP_FSETID (taken as: not root), the same, and
+// S_ISGID without group-exec when the caller is outside the file's group.
+// security.capability the kernel still removes itself (REMOVEXATTR). Set-id
+// files are never passed through, so their writes come here.
+
+// killSetid clears S_ISUID, and S_ISGID where group-exec is set. fsys.mu
+// is held.
+func (n *cowNode) killSetid() {
+	p := n.meta.Perm
+	if p&unix.S_ISUID == 0 && p&(unix.S_ISGID|unix.S_IXGRP) != unix.S_ISGID|unix.S_IXGRP {
+		return
+	}
+	n.meta.Perm &^= unix.S_ISUID
+	if p&unix.S_IXGRP != 0 {
+		n.meta.Perm &^= unix.S_ISGID
+	}
+	n.touch(tsNow(time.Now()))
+}
+
+// unprivileged reports whether the caller of a request lacks CAP_FSETID,
+// taken as: is not root.
+func unprivileged(ctx context.Context) bool {
+	c, ok := ctx.(*fuse.Context)
+	return ok && c.Caller.Uid != 0
+}
+
+// killPrivs clears what a write, truncate or fallocate by the caller clears
+// (see above). setid: the kernel asked for S_ISUID and S_ISGID to go (for a
+// truncate it says so, FATTR_KILL_SUIDGID; for a write it would, in a flag
+// go-fuse does not pass on). fsys.mu is held.
+func (n *cowNode) killPrivs(ctx context.Context, setid bool) {
+	if setid {
+		n.killSetid()
+	}
+	n.killSgid(ctx)
 }
 
 // killSgid clears S_ISGID on a write or truncate by a caller outside the
 // file's group and without CAP_FSETID (taken as: not root), as ext4 does
-// (setattr_should_drop_sgid). The kernel clears it for FUSE only when
-// group-exec is set too; set-id files are never passed through, so their
-// writes come here. fsys.mu is held.
+// (setattr_should_drop_sgid), also where group-exec is not set. fsys.mu is
+// held.
 func (n *cowNode) killSgid(ctx context.Context) {
 	if n.meta.Perm&(unix.S_ISGID|unix.S_IXGRP) != unix.S_ISGID {
 		return

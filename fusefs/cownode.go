@@ -2,11 +2,10 @@ package fusefs
 
 import (
 	"context"
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -56,14 +55,21 @@ type cowDir struct {
 }
 
 // cowFile is a regular file's content: its stored chunks until the first
-// change, then a scratch file.
+// change, then the mount's own copy, in memory while it is small (see
+// cowmem.go) and in a scratch file once it is not.
 type cowFile struct {
 	content *nodeInfo // stored content, while !copied
 	ra      readahead
 
-	copied bool
-	fd     *os.File // the scratch file, open while opens > 0
-	opens  int
+	copied bool // the content is the mount's own: in memory or in the scratch file
+	// In memory (inMem): the written bytes, then a hole up to memSize.
+	inMem      bool
+	mem        []byte
+	memSize    uint64
+	memChanged bool // since the last commit
+
+	fd    int // the scratch file, open while opens > 0; -1 when closed
+	opens int
 	// cachedOpens counts the handles not passed through.
 	cachedOpens int
 
@@ -72,7 +78,7 @@ type cowFile struct {
 	chunks       []node.Chunk
 	size         uint64
 	storedCtime  unix.Timespec
-	storedCopied bool // chunks and size describe the scratch file
+	storedCopied bool // chunks and size describe the copied content
 }
 
 // tsNow converts t; UnixNano would overflow past 2262, and ext4 takes
@@ -91,7 +97,7 @@ func (fsys *cowFS) newCowNode(meta *node.Node, now time.Time) *cowNode {
 	case node.TypeDir:
 		n.dir = &cowDir{removed: map[string]bool{}}
 	case node.TypeRegular:
-		n.file = &cowFile{copied: true}
+		n.file = &cowFile{copied: true, inMem: true, fd: -1}
 	}
 	return n
 }
@@ -113,7 +119,7 @@ func (fsys *cowFS) baseCowNode(info *nodeInfo) *cowNode {
 		n.nlink = 1
 		n.dir = &cowDir{removed: map[string]bool{}}
 	case node.TypeRegular:
-		n.file = &cowFile{content: info}
+		n.file = &cowFile{content: info, fd: -1}
 	}
 	return n
 }
@@ -153,6 +159,11 @@ func (n *cowNode) fillAttr(out *fuse.Attr) syscall.Errno {
 		if !f.copied {
 			out.Size = f.content.node.Size
 			out.Blocks = f.content.blocks
+			break
+		}
+		if f.inMem {
+			out.Size = f.memSize
+			out.Blocks = f.memBlocks()
 			break
 		}
 		var st unix.Stat_t
@@ -196,8 +207,8 @@ func tsAfter(a, b unix.Timespec) bool {
 
 // scratchStat stats n's scratch file.
 func (n *cowNode) scratchStat(st *unix.Stat_t) error {
-	if f := n.file; f.fd != nil {
-		return unix.Fstat(int(f.fd.Fd()), st)
+	if f := n.file; f.fd >= 0 {
+		return unix.Fstat(f.fd, st)
 	}
 	return unix.Stat(n.scratchName(), st)
 }
@@ -226,17 +237,31 @@ func (n *cowNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 		if err := n.truncate(size); err != nil {
 			return fsys.errno(n.path()+": truncate", err)
 		}
-		n.killSgid(ctx)
+		n.killPrivs(ctx, in.Valid&fuse.FATTR_KILL_SUIDGID != 0)
 		n.touch(now)
 		n.setMtime(now)
 	}
-	if uid, ok := in.GetUID(); ok {
+	uid, setU := in.GetUID()
+	gid, setG := in.GetGID()
+	if (setU || setG) && n.dir == nil {
+		// chown(2) clears them, and HANDLE_KILLPRIV_V2 leaves that to
+		// the server (cowfile.go).
+		n.killSetid()
+	}
+	if setU {
 		n.meta.UID = uid
 		n.touch(now)
 	}
-	if gid, ok := in.GetGID(); ok {
+	if setG {
 		n.meta.GID = gid
 		n.touch(now)
+	}
+	if in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0 && n.file != nil && unprivileged(ctx) {
+		// An empty SETATTR is what is left of the kernel's attempt to
+		// remove privileges (file_remove_privs) before a write or
+		// fallocate by a caller without CAP_FSETID, through a handle
+		// passed through (the server sees no write).
+		n.killPrivs(ctx, true)
 	}
 	if mode, ok := in.GetMode(); ok {
 		n.meta.Perm = mode & 0o7777
@@ -256,13 +281,17 @@ func (n *cowNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 	if ct, ok := in.GetCTime(); ok {
 		n.ctime = tsNow(ct)
 	}
+	// go-fuse leaves the reply's timeout at zero, which would make the
+	// kernel ask again (GETATTR) at the next permission check: the
+	// attributes are as good as a GETATTR's.
+	out.SetTimeout(cacheTimeout)
 	return n.fillAttr(&out.Attr)
 }
 
 // setMtime sets n's mtime, on its scratch file too when it has one.
 func (n *cowNode) setMtime(ts unix.Timespec) {
 	n.meta.MtimeSec, n.meta.MtimeNsec = ts.Sec, uint32(ts.Nsec)
-	if n.file != nil && n.file.copied {
+	if f := n.file; f != nil && f.copied && !f.inMem {
 		n.setScratchMtime(ts)
 	}
 }
@@ -270,14 +299,24 @@ func (n *cowNode) setMtime(ts unix.Timespec) {
 func (n *cowNode) setScratchMtime(ts unix.Timespec) {
 	times := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, ts}
 	var err error
-	if n.file.fd != nil {
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(n.file.fd.Fd())), times, 0)
+	if n.file.fd >= 0 {
+		err = futimens(n.file.fd, times)
 	} else {
 		err = unix.UtimesNanoAt(unix.AT_FDCWD, n.scratchName(), times, 0)
 	}
 	if err != nil {
 		n.fsys.logf("%s: %s: setting the scratch file's mtime: %v", n.fsys.name, n.path(), err)
 	}
+}
+
+// futimens sets the times of the file open as fd (utimensat(2) with no
+// path).
+func futimens(fd int, times []unix.Timespec) error {
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&times[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 var _ = (fs.NodeGetxattrer)((*cowNode)(nil))
