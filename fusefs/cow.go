@@ -13,7 +13,6 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
@@ -104,51 +103,14 @@ func MountCopyOnWrite(mountpoint string, src *Cache, tree digest.Hash, opts CowO
 	fsys.root = root
 
 	logger := log.New(logWriter(logf), "", 0)
-	var flags uintptr
-	if !opts.Suid {
-		flags |= unix.MS_NOSUID
-	}
-	if !opts.Dev {
-		flags |= unix.MS_NODEV
-	}
-	if flags == 0 {
-		// go-fuse reads zero as "nosuid,nodev"; MS_MGC_VAL is ignored by
-		// the kernel and means no flags.
-		flags = unix.MS_MGC_VAL
-	}
-	// Every change goes through this server, and the kernel drops what it
-	// cached of the entries and inodes a request changes: it may trust the
-	// rest for as long as it likes.
-	timeout := cacheTimeout
-	fsOpts := &fs.Options{
-		MountOptions: fuse.MountOptions{
-			AllowOther:           opts.AllowOther,
-			Options:              []string{"default_permissions"},
-			FsName:               name,
-			Name:                 FSType,
-			MaxWrite:             1 << 20,
-			DirectMountStrict:    true,
-			DirectMountFlags:     flags,
-			EnableSymlinkCaching: true,
-			EnableAcl:            true,
-			// DONT_MASK: the server applies the umask itself (cowRaw):
-			// with a default ACL on the parent the umask does not
-			// apply, and only the server knows the ACL.
-			// HANDLE_KILLPRIV_V2: the server clears set-id bits
-			// (cowfile.go), which spares a GETATTR per chown.
-			ExtraCapabilities: fuse.CAP_DONT_MASK | fuse.CAP_HANDLE_KILLPRIV_V2,
-			Debug:             opts.Debug,
-			Logger:            logger,
-		},
-		EntryTimeout:    &timeout,
-		AttrTimeout:     &timeout,
-		NegativeTimeout: &timeout,
-		NullPermissions: true,
-		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
-		Logger:          logger,
-	}
+	fsOpts := nodeFSOptions(opts.Options, name, 0, logger)
+	// DONT_MASK: the server applies the umask itself (cowRaw): with a
+	// default ACL on the parent the umask does not apply, and only the
+	// server knows the ACL. HANDLE_KILLPRIV_V2: the server clears set-id
+	// bits (cowfile.go), which spares a GETATTR per chown.
+	fsOpts.ExtraCapabilities = fuse.CAP_DONT_MASK | fuse.CAP_HANDLE_KILLPRIV_V2
 	m, err := startServer(cowRaw{fs.NewNodeFS(root, fsOpts)}, mountpoint, tree, &fsOpts.MountOptions,
-		fmt.Sprintf("mount %s read-write", tree.Short()), describeFlags(flags), logf)
+		fmt.Sprintf("mount %s read-write", tree.Short()), describeFlags(fsOpts.MountOptions.DirectMountFlags), logf)
 	if err != nil {
 		return nil, err
 	}

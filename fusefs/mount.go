@@ -95,45 +95,12 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 	rootNode := fsys.newNode(root, rootIno)
 	logger := log.New(logWriter(logf), "", 0)
 
-	flags := uintptr(unix.MS_RDONLY)
-	if !opts.Suid {
-		flags |= unix.MS_NOSUID
-	}
-	if !opts.Dev {
-		flags |= unix.MS_NODEV
-	}
-	timeout := cacheTimeout
-	fsOpts := &fs.Options{
-		MountOptions: fuse.MountOptions{
-			AllowOther: opts.AllowOther,
-			// The kernel checks modes and POSIX ACLs (EnableAcl): the
-			// server never looks at who asks.
-			Options:  []string{"default_permissions"},
-			FsName:   name,
-			Name:     FSType,
-			MaxWrite: 1 << 20,
-			// mount(2) directly, and fail if it fails: the fusermount
-			// fallback hides the error.
-			DirectMountStrict:    true,
-			DirectMountFlags:     flags,
-			EnableSymlinkCaching: true,
-			EnableAcl:            true,
-			// The tree never changes: the kernel need not compare mtimes
-			// to drop pages.
-			ExplicitDataCacheControl: true,
-			Debug:                    opts.Debug,
-			Logger:                   logger,
-		},
-		EntryTimeout:    &timeout,
-		AttrTimeout:     &timeout,
-		NegativeTimeout: &timeout,
-		// Modes are shown as stored, 0000 included.
-		NullPermissions: true,
-		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
-		Logger:          logger,
-	}
+	fsOpts := nodeFSOptions(opts, name, unix.MS_RDONLY, logger)
+	// The tree never changes: the kernel need not compare mtimes to drop
+	// pages.
+	fsOpts.ExplicitDataCacheControl = true
 	return startServer(noOpendir{fs.NewNodeFS(rootNode, fsOpts)}, mountpoint, tree, &fsOpts.MountOptions,
-		fmt.Sprintf("mount %s", tree.Short()), describeFlags(flags), logf)
+		fmt.Sprintf("mount %s", tree.Short()), describeFlags(fsOpts.MountOptions.DirectMountFlags), logf)
 }
 
 // startServer mounts raw at mountpoint and serves it until it is unmounted,
@@ -212,9 +179,12 @@ func (m *Mount) stopped() bool {
 	}
 }
 
-// describeFlags names the mount(2) flags MountReadOnly uses, for messages.
+// describeFlags names the mount(2) flags of a mount, for messages.
 func describeFlags(flags uintptr) string {
-	names := []string{"ro"}
+	names := []string{"rw"}
+	if flags&unix.MS_RDONLY != 0 {
+		names[0] = "ro"
+	}
 	if flags&unix.MS_NOSUID != 0 {
 		names = append(names, "nosuid")
 	}
@@ -318,5 +288,53 @@ func setReadahead(mountpoint string, kib int, logf func(string, ...any)) {
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 	if err := os.WriteFile(p, []byte(strconv.Itoa(kib)), 0); err != nil {
 		logf("%s: setting readahead: %v", mountpoint, err)
+	}
+}
+
+// nodeFSOptions are the go-fuse options both kinds of mount share, with
+// the mount(2) flags base plus what opts asks.
+func nodeFSOptions(opts Options, name string, base uintptr, logger *log.Logger) *fs.Options {
+	flags := base
+	if !opts.Suid {
+		flags |= unix.MS_NOSUID
+	}
+	if !opts.Dev {
+		flags |= unix.MS_NODEV
+	}
+	if flags == 0 {
+		// go-fuse reads zero as "nosuid,nodev"; MS_MGC_VAL is ignored by
+		// the kernel and means no flags.
+		flags = unix.MS_MGC_VAL
+	}
+	// A read-only tree never changes; a copy-on-write one changes only
+	// through this server, and the kernel drops what it cached of the
+	// entries and inodes a request changes: it may trust the rest for as
+	// long as it likes.
+	timeout := cacheTimeout
+	return &fs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther: opts.AllowOther,
+			// The kernel checks modes and POSIX ACLs (EnableAcl): the
+			// server never looks at who asks.
+			Options:  []string{"default_permissions"},
+			FsName:   name,
+			Name:     FSType,
+			MaxWrite: 1 << 20,
+			// mount(2) directly, and fail if it fails: the fusermount
+			// fallback hides the error.
+			DirectMountStrict:    true,
+			DirectMountFlags:     flags,
+			EnableSymlinkCaching: true,
+			EnableAcl:            true,
+			Debug:                opts.Debug,
+			Logger:               logger,
+		},
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		// Modes are shown as stored, 0000 included.
+		NullPermissions: true,
+		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
+		Logger:          logger,
 	}
 }
