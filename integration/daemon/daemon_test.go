@@ -278,8 +278,12 @@ func TestDaemonKilledLeavesNothingTheNextOneCannotClean(t *testing.T) {
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
 	waitGone(t, pid)
 	// Cached attributes may still answer stat; opening needs the daemon.
-	if _, err := os.ReadDir(mp); !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
-		t.Fatalf("listing a dead mount: %v, want ENOTCONN or ECONNABORTED", err)
+	// The kernel answers ENOTCONN once it knows the server is gone,
+	// ECONNABORTED for a request caught by the abort, and, about once in
+	// 30-60 runs here (kernel 6.18, also before forge's mounts changed),
+	// EIO: each says the mount is dead, which is what matters here.
+	if _, err := os.ReadDir(mp); !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) && !errors.Is(err, syscall.EIO) {
+		t.Fatalf("listing a dead mount: %v, want ENOTCONN, ECONNABORTED or EIO", err)
 	}
 	// The next command starts a daemon, which detaches the dead mount.
 	out := mustForge(t, "store", "ls", "--store", store)
