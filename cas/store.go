@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // Options tune a Store. The zero value is usable.
@@ -248,6 +250,19 @@ func (s *Store) cleanTmp() error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("clean %s: %w", dir, err)
+	}
+	// A killed daemon leaves the read-only mounts below its writable
+	// mounts in their scratch directories here: detach them (deepest
+	// first), or removing the directories fails with EBUSY.
+	if ms, err := mountinfo.Read(); err == nil {
+		points := mountinfo.Under(ms, dir)
+		sort.Sort(sort.Reverse(sort.StringSlice(points)))
+		for _, p := range points {
+			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("clean %s: detach %s: %w", dir, p, err)
+			}
+			s.opts.Logf("detached %s left mounted by an earlier process", p)
+		}
 	}
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())

@@ -85,29 +85,9 @@ func readXattrs(path string, follow bool) ([]node.Xattr, error) {
 	return xs, nil
 }
 
-func nodeType(mode uint32) (node.Type, error) {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		return node.TypeRegular, nil
-	case unix.S_IFDIR:
-		return node.TypeDir, nil
-	case unix.S_IFLNK:
-		return node.TypeSymlink, nil
-	case unix.S_IFCHR:
-		return node.TypeChar, nil
-	case unix.S_IFBLK:
-		return node.TypeBlock, nil
-	case unix.S_IFIFO:
-		return node.TypeFIFO, nil
-	case unix.S_IFSOCK:
-		return node.TypeSocket, nil
-	}
-	return 0, fmt.Errorf("unknown file type %#o", mode&unix.S_IFMT)
-}
-
 // metaFromStat fills the metadata every node has.
 func metaFromStat(st *unix.Stat_t, xattrs []node.Xattr) (*node.Node, error) {
-	t, err := nodeType(st.Mode)
+	t, err := node.TypeOf(st.Mode)
 	if err != nil {
 		return nil, err
 	}

@@ -242,11 +242,15 @@ type CommitResult struct {
 
 // MountInfo describes a mount the daemon serves.
 type MountInfo struct {
-	Mountpoint Path      `json:"mountpoint"`
-	Tree       string    `json:"tree"`
-	Name       string    `json:"name,omitempty"` // the ref it was mounted by, if any
-	Writable   bool      `json:"writable"`
-	Created    time.Time `json:"created"`
+	Mountpoint Path   `json:"mountpoint"`
+	Tree       string `json:"tree"`
+	Name       string `json:"name,omitempty"` // the ref it was mounted by, if any
+	Writable   bool   `json:"writable"`
+	// Kind says how a writable mount keeps its changes: "overlay" (the
+	// kernel's overlayfs over the stored tree) or "fuse" (forge's own
+	// copy-on-write filesystem, where overlayfs cannot be used).
+	Kind    string    `json:"kind,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // UnmountRequest detaches a mount; Lazy detaches even when busy.

@@ -19,14 +19,18 @@ import (
 	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/mountinfo"
+	"github.com/forge-build/forge/overlay"
 )
 
 // mountEntry is a mount the daemon serves.
 type mountEntry struct {
 	m       mounted
-	gone    chan struct{}    // closed once watch has forgotten the mount and removed its scratch
-	cow     *fusefs.CowMount // nil for a read-only mount
-	scratch string           // a writable mount's copied-up files
+	gone    chan struct{} // closed once watch has forgotten the mount and removed its scratch
+	rw      writable      // nil for a read-only mount
+	scratch string        // a writable mount's changes
+	// basePin holds the tree an overlay mount reads its unchanged files
+	// from, for as long as it is mounted; nil for other mounts.
+	basePin func()
 	// commitMu serializes commits of one mount.
 	commitMu sync.Mutex
 
@@ -35,10 +39,16 @@ type mountEntry struct {
 	release func() // the tree's pin
 }
 
-// mounted is what both kinds of mount have.
+// mounted is what every mount has.
 type mounted interface {
 	Unmount(lazy bool) error
 	Wait()
+}
+
+// writable is what both kinds of writable mount have.
+type writable interface {
+	mounted
+	Commit(ctx context.Context, newWriter func() (fusefs.Writer, error), refs ...string) (digest.Hash, error)
 }
 
 // casWriter adapts *cas.Writer to what a copy-on-write mount commits with.
@@ -108,8 +118,8 @@ func (d *Daemon) recoverMounts() {
 	os.Remove(d.mountsFile())
 }
 
-// forgeMounts lists the mountpoints of forge's FUSE mounts in this mount
-// namespace.
+// forgeMounts lists the mountpoints of forge's mounts (FUSE, and the
+// overlays of writable mounts) in this mount namespace.
 func forgeMounts() (map[string]bool, error) {
 	ms, err := mountinfo.Read()
 	if err != nil {
@@ -117,7 +127,7 @@ func forgeMounts() (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	for _, m := range ms {
-		if strings.HasPrefix(m.FSType, "fuse") && strings.HasPrefix(m.Source, "forge") {
+		if (strings.HasPrefix(m.FSType, "fuse") || m.FSType == "overlay") && strings.HasPrefix(m.Source, "forge") {
 			out[m.Point] = true
 		}
 	}
@@ -159,25 +169,23 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 		// Stages run on writable mounts: debootstrap makes device nodes,
 		// packages install setuid binaries.
 		opts.Name, opts.Suid, opts.Dev = "forge-rw:"+h.Short(), true, true
-		// Copied-up files live under <store>/tmp/, which the next daemon
-		// (cas.Open) clears after a crash.
-		e.scratch, err = os.MkdirTemp(filepath.Join(d.store.Dir(), "tmp"), "mount-")
-		if err == nil {
-			e.cow, err = fusefs.MountCopyOnWrite(mp, d.nodes, h, fusefs.CowOptions{Options: opts, Scratch: e.scratch})
-			e.m = e.cow
-		}
+		e.rw, e.info.Kind, err = d.mountWritable(mp, h, opts, e)
+		e.m = e.rw
 	} else {
 		opts.Suid, opts.Dev = req.BuildRoot, req.BuildRoot
 		e.m, err = fusefs.MountReadOnly(mp, d.nodes, h, opts)
 	}
 	if err != nil {
 		release()
-		if e.scratch != "" {
-			os.RemoveAll(e.scratch)
-		}
 		return nil, fmt.Errorf("mount %s at %s: %w", h.Short(), mp, err)
 	}
-	info := MountInfo{Mountpoint: Path(mp), Writable: req.Writable, Created: time.Now().UTC()}
+	if e.basePin != nil {
+		// The overlay reads the tree below it until unmounted: the
+		// tree's pin stays with it, and commits pin what they store.
+		release = func() {}
+	}
+	e.release = release
+	info := MountInfo{Mountpoint: Path(mp), Writable: req.Writable, Kind: e.info.Kind, Created: time.Now().UTC()}
 	if req.Tree != "" {
 		info.Tree = h.String()
 		if _, perr := digest.Parse(req.Tree); perr != nil {
@@ -190,6 +198,45 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 	go d.watch(e)
 	d.cfg.Logf("mounted %s at %s (writable: %v)", h.Short(), mp, req.Writable)
 	return info, nil
+}
+
+// mountWritable mounts tree h writable at mp: overlayfs over a read-only
+// FUSE mount of the tree where the store's filesystem can hold an upper
+// layer (ext4, xfs, btrfs), else forge's copy-on-write FUSE filesystem,
+// which needs nothing of it. Either keeps its changes in a new scratch
+// directory under <store>/tmp/, which the next daemon (cas.Open) clears
+// after a crash. On success e holds the scratch directory and, for an
+// overlay, the base tree's pin (moved from e.release).
+func (d *Daemon) mountWritable(mp string, h digest.Hash, opts fusefs.Options, e *mountEntry) (writable, string, error) {
+	tmp := filepath.Join(d.store.Dir(), "tmp")
+	scratch, err := os.MkdirTemp(tmp, "mount-")
+	if err != nil {
+		return nil, "", err
+	}
+	ov, err := overlay.New(mp, d.nodes, h, overlay.Options{
+		Lower:   fusefs.Options{Logf: opts.Logf, Statfs: opts.Statfs},
+		Name:    opts.Name,
+		Scratch: scratch,
+		Logf:    opts.Logf,
+	})
+	if err == nil {
+		e.scratch, e.basePin = scratch, e.release
+		return ov, "overlay", nil
+	}
+	d.cfg.Logf("%v; using forge's copy-on-write FUSE filesystem instead", err)
+	if rerr := os.RemoveAll(scratch); rerr != nil {
+		d.cfg.Logf("remove %s: %v", scratch, rerr)
+	}
+	if scratch, err = os.MkdirTemp(tmp, "mount-"); err != nil {
+		return nil, "", err
+	}
+	cow, err := fusefs.MountCopyOnWrite(mp, d.nodes, h, fusefs.CowOptions{Options: opts, Scratch: scratch})
+	if err != nil {
+		os.RemoveAll(scratch)
+		return nil, "", err
+	}
+	e.scratch = scratch
+	return cow, "fuse", nil
 }
 
 // watch forgets a mount once its server stops, however it was unmounted
@@ -205,6 +252,9 @@ func (d *Daemon) watch(e *mountEntry) {
 	}
 	e.mu.Lock()
 	e.release()
+	if e.basePin != nil {
+		e.basePin()
+	}
 	e.mu.Unlock()
 	if e.scratch != "" {
 		if err := os.RemoveAll(e.scratch); err != nil {
@@ -232,7 +282,7 @@ func (d *Daemon) commit(ctx context.Context, body []byte, _ func(event) error) (
 	if !ok {
 		return nil, fmt.Errorf("%s: %w: not a mount of store %s", mp, cas.ErrNotFound, d.store.Dir())
 	}
-	if e.cow == nil {
+	if e.rw == nil {
 		return nil, fmt.Errorf("%w: %s is a read-only mount (mount it with --rw to commit)", cas.ErrInvalidArgument, mp)
 	}
 	e.commitMu.Lock()
@@ -244,7 +294,7 @@ func (d *Daemon) commit(ctx context.Context, body []byte, _ func(event) error) (
 			w.Close()
 		}
 	}()
-	h, err := e.cow.Commit(ctx, func() (fusefs.Writer, error) {
+	h, err := e.rw.Commit(ctx, func() (fusefs.Writer, error) {
 		w, err := d.store.NewWriter()
 		if err != nil {
 			return nil, err

@@ -63,6 +63,16 @@ func (t Type) String() string {
 	return fmt.Sprintf("type %#o", uint32(t))
 }
 
+// TypeOf is the type of a file of mode (st_mode: the type bits are
+// POSIX's S_IFMT values, which Type's constants are).
+func TypeOf(mode uint32) (Type, error) {
+	t := Type(mode & typeMask)
+	if !t.valid() {
+		return 0, fmt.Errorf("unknown file type %#o", mode&typeMask)
+	}
+	return t, nil
+}
+
 func (t Type) valid() bool {
 	switch t {
 	case TypeFIFO, TypeChar, TypeDir, TypeBlock, TypeRegular, TypeSymlink, TypeSocket:

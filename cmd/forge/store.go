@@ -395,7 +395,7 @@ func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 			what = "an empty tree"
 		}
 		if rw {
-			how = "copy-on-write"
+			how = "copy-on-write (" + info.Kind + ")"
 		}
 		fmt.Fprintf(e.stderr, "mounted %s %s at %s\n", what, how, cas.QuotePath(string(info.Mountpoint)))
 		return nil
@@ -463,7 +463,7 @@ func runMounts(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 				tree = m.Tree[:12]
 			}
 			if m.Writable {
-				mode = "rw"
+				mode = "rw:" + m.Kind
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cas.QuotePath(string(m.Mountpoint)), tree, m.Name, mode, time.Since(m.Created).Round(time.Second))
 		}

@@ -258,6 +258,18 @@ func (r *rec) when(ts unix.Timespec) string {
 }
 
 // allocated returns the bytes rel allocates, or -1.
+// copyUpSlack is the allocation a file copied up from the base may have
+// beyond ext4's: overlayfs copies a file up in 1 MiB pieces from each of
+// its data extents, so the zeros after one, up to 1 MiB, become data.
+func (r *rec) copyUpSlack() int64 {
+	for _, m := range mountTable() {
+		if m.mountpoint == filepath.Clean(r.root) && m.fstype == "overlay" {
+			return 1 << 20
+		}
+	}
+	return 0
+}
+
 func (r *rec) allocated(rel string) int64 {
 	var st unix.Stat_t
 	if err := unix.Lstat(r.p(rel), &st); err != nil {

@@ -110,8 +110,8 @@ func (s *testStore) mountRW(t testing.TB, tree, mp string) {
 	}
 	t.Cleanup(func() { s.unmountAll(t, mp) })
 	s.must(t, "store mount", append(args, mp)...)
-	if !isFUSEMount(mp) {
-		t.Fatalf("forge store mount --rw returned, but %s is not a FUSE mount", mp)
+	if !isForgeMount(mp) {
+		t.Fatalf("forge store mount --rw returned, but %s is not a forge mount", mp)
 	}
 }
 
@@ -150,7 +150,7 @@ func (s *testStore) exportWithin(t testing.TB, timeout time.Duration, tree, dst 
 func (s *testStore) umount(t testing.TB, mp string) {
 	t.Helper()
 	s.must(t, "store umount", mp)
-	if isFUSEMount(mp) {
+	if isForgeMount(mp) {
 		t.Fatalf("forge store umount %s succeeded, but the mount is still there", mp)
 	}
 }
@@ -172,7 +172,7 @@ func (s *testStore) unmountAll(t testing.TB, mp string) {
 			}
 		}
 	}
-	if !isFUSEMount(mp) {
+	if !isForgeMount(mp) {
 		return
 	}
 	if _, _, err := s.forge(cliTimeout, "store umount", "--lazy", mp); err != nil {
@@ -250,10 +250,13 @@ func mountTable() []mountEntry {
 	return out
 }
 
-func isFUSEMount(mp string) bool {
+// isForgeMount reports whether a forge mount is at mp: FUSE, or the
+// overlay of a writable mount (whose source forge names).
+func isForgeMount(mp string) bool {
 	mp = filepath.Clean(mp)
 	for _, m := range mountTable() {
-		if m.mountpoint == mp && strings.HasPrefix(m.fstype, "fuse") {
+		if m.mountpoint == mp && (strings.HasPrefix(m.fstype, "fuse") ||
+			m.fstype == "overlay" && strings.HasPrefix(m.source, "forge")) {
 			return true
 		}
 	}

@@ -320,7 +320,7 @@ func TestScratchRemoved(t *testing.T) {
 				if !waitGone(pid, 30*time.Second) {
 					t.Fatalf("daemon %d still runs after forge daemon stop", pid)
 				}
-				if isFUSEMount(mp) {
+				if isForgeMount(mp) {
 					t.Fatalf("forge daemon stop left the rw mount at %s", mp)
 				}
 			}
@@ -370,7 +370,7 @@ func TestDaemonKilledUnderRWMount(t *testing.T) {
 
 	// Any command starts a new daemon, which cleans up after the old one.
 	s.must(t, "store ls")
-	if isFUSEMount(mp) {
+	if isForgeMount(mp) {
 		t.Errorf("the new daemon left the dead rw mount at %s", mp)
 	}
 	if n, alloc, names := s.scratchUsage(t); n != 0 {
@@ -388,20 +388,21 @@ func TestDaemonKilledUnderRWMount(t *testing.T) {
 	assertSameTree(t, ext, mp2, "the commit made before kill -9, mounted rw again", b.startedOps)
 }
 
-// TestStatfs checks what statfs(2) says of a rw mount: a FUSE filesystem
-// that is writable, allows devices and set-id programs (it is a build
-// root), takes 255-byte names, and reports free space that tools checking
-// before they write (dpkg, apt) can rely on: at least what the store's
-// filesystem has free, up to 1 GiB, since copied-up data is written there.
+// TestStatfs checks what statfs(2) says of a rw mount: an overlay (or,
+// where the store's filesystem cannot hold one, FUSE) that is writable,
+// allows devices and set-id programs (it is a build root), takes 255-byte
+// names, and reports free space that tools checking before they write
+// (dpkg, apt) can rely on: at least what the store's filesystem has free,
+// up to 1 GiB, since copied-up data is written there.
 func TestStatfs(t *testing.T) {
 	b := newBaseSetup(t)
 	mp := filepath.Join(b.work, "mnt")
 	b.store.mountRW(t, b.base, mp)
 	var st, inner, store unix.Statfs_t
 	must(t, unix.Statfs(mp, &st))
-	const fuseSuperMagic = 0x65735546
-	if st.Type != fuseSuperMagic {
-		t.Errorf("f_type %#x, want FUSE's %#x", st.Type, fuseSuperMagic)
+	const fuseSuperMagic, overlaySuperMagic = 0x65735546, 0x794c7630
+	if st.Type != overlaySuperMagic && st.Type != fuseSuperMagic {
+		t.Errorf("f_type %#x, want overlayfs's %#x or FUSE's %#x", st.Type, overlaySuperMagic, fuseSuperMagic)
 	}
 	for _, f := range []struct {
 		flag int64

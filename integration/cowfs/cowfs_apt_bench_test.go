@@ -13,6 +13,7 @@ import (
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/overlay"
 )
 
 // BenchmarkAptGet installs packages with apt-get in a chroot of a Debian
@@ -22,7 +23,9 @@ import (
 // caches: FORGE_BENCH_APT_TREE (a debootstrap tree) and
 // FORGE_BENCH_APT_CACHE (a directory with apt's lists/ and archives/ holding
 // the .debs of FORGE_BENCH_APT_PKGS, default "openssh-server python3 perl").
-// FORGE_BENCH_APT_EXT4=1 runs the same on a cp -a copy on the disk instead.
+// FORGE_BENCH_APT_EXT4=1 runs the same on a cp -a copy on the disk instead;
+// FORGE_BENCH_APT_KIND=fuse on forge's copy-on-write FUSE filesystem
+// instead of an overlay.
 func BenchmarkAptGet(b *testing.B) {
 	tree, cache := os.Getenv("FORGE_BENCH_APT_TREE"), os.Getenv("FORGE_BENCH_APT_CACHE")
 	if tree == "" || cache == "" {
@@ -63,7 +66,12 @@ func BenchmarkAptGet(b *testing.B) {
 				ops = &opCounter{counts: map[string]int{}}
 				opts.Debug, opts.Logf = true, ops.logf
 			}
-			m, err := fusefs.MountCopyOnWrite(root, fusefs.NewCache(s, 0), res.Tree, fusefs.CowOptions{Options: opts, Scratch: scratch})
+			var m writable
+			if os.Getenv("FORGE_BENCH_APT_KIND") == kindFUSE {
+				m, err = fusefs.MountCopyOnWrite(root, fusefs.NewCache(s, 0), res.Tree, fusefs.CowOptions{Options: opts, Scratch: scratch})
+			} else {
+				m, err = overlay.New(root, fusefs.NewCache(s, 0), res.Tree, overlay.Options{Lower: opts, Scratch: scratch, Logf: b.Logf})
+			}
 			must(b, err)
 			unmount = func() {
 				if err := m.Unmount(true); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/overlay"
 )
 
 // The benchmarks below run write-heavy work on a directory on the disk and
@@ -113,9 +114,9 @@ func newBenchEnv(b *testing.B, withBall bool) *benchEnv {
 	return e
 }
 
-// mountEmpty mounts an empty tree copy-on-write below work; the returned
-// function unmounts it.
-func (e *benchEnv) mountEmpty(b *testing.B, name string) (string, *fusefs.CowMount, func()) {
+// mountEmpty mounts an empty tree writable (kindFUSE or kindOverlay) below
+// work; the returned function unmounts it.
+func (e *benchEnv) mountEmpty(b *testing.B, name, kind string) (string, writable, func()) {
 	b.Helper()
 	mp := filepath.Join(e.work, name)
 	must(b, os.Mkdir(mp, 0o755))
@@ -127,10 +128,16 @@ func (e *benchEnv) mountEmpty(b *testing.B, name string) (string, *fusefs.CowMou
 		ops = &opCounter{counts: map[string]int{}}
 		opts.Debug, opts.Logf = true, ops.logf
 	}
-	m, err := fusefs.MountCopyOnWrite(mp, fusefs.NewCache(e.store, 0), digest.Zero, fusefs.CowOptions{
-		Options: opts,
-		Scratch: scratch,
-	})
+	var m writable
+	var err error
+	if kind == kindOverlay {
+		m, err = overlay.New(mp, fusefs.NewCache(e.store, 0), digest.Zero, overlay.Options{Lower: opts, Scratch: scratch, Logf: b.Logf})
+	} else {
+		m, err = fusefs.MountCopyOnWrite(mp, fusefs.NewCache(e.store, 0), digest.Zero, fusefs.CowOptions{
+			Options: opts,
+			Scratch: scratch,
+		})
+	}
 	must(b, err)
 	return mp, m, func() {
 		must(b, m.Unmount(true))
@@ -237,42 +244,50 @@ func BenchmarkUntar(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*e.n), "ns/file")
 	})
-	b.Run("cow", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			run++
-			mp, _, unmount := e.mountEmpty(b, "mnt-"+strconv.Itoa(run))
-			unix.Sync()
-			b.StartTimer()
-			untar(b, e.ball, mp)
-			b.StopTimer()
-			unmount()
-			b.StartTimer()
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*e.n), "ns/file")
-	})
+	for _, kind := range []string{kindFUSE, kindOverlay} {
+		b.Run(kind, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				run++
+				mp, _, unmount := e.mountEmpty(b, "mnt-"+strconv.Itoa(run), kind)
+				unix.Sync()
+				b.StartTimer()
+				untar(b, e.ball, mp)
+				b.StopTimer()
+				unmount()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*e.n), "ns/file")
+		})
+	}
 }
 
 // BenchmarkUntarCommit untars into a copy-on-write mount and commits it:
 // the commit must read files wherever the mount keeps them.
 func BenchmarkUntarCommit(b *testing.B) {
 	e := newBenchEnv(b, true)
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		mp, m, unmount := e.mountEmpty(b, "mnt-"+strconv.Itoa(i))
-		untar(b, e.ball, mp)
-		unix.Sync()
-		b.StartTimer()
-		_, err := m.Commit(b.Context(), func() (fusefs.Writer, error) {
-			w, err := e.store.NewWriter()
-			return casWriter{w}, err
+	run := 0
+	for _, kind := range []string{kindFUSE, kindOverlay} {
+		b.Run(kind, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				run++
+				mp, m, unmount := e.mountEmpty(b, "mnt-"+strconv.Itoa(run), kind)
+				untar(b, e.ball, mp)
+				unix.Sync()
+				b.StartTimer()
+				_, err := m.Commit(b.Context(), func() (fusefs.Writer, error) {
+					w, err := e.store.NewWriter()
+					return casWriter{w}, err
+				})
+				must(b, err)
+				b.StopTimer()
+				unmount()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*e.n), "ns/file")
 		})
-		must(b, err)
-		b.StopTimer()
-		unmount()
-		b.StartTimer()
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*e.n), "ns/file")
 }
 
 // BenchmarkRoundTrip times a FUSE request that does next to nothing (a
@@ -284,7 +299,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 		b.Skipf("needs python3: %v", err)
 	}
 	e := newBenchEnv(b, false)
-	mp, _, unmount := e.mountEmpty(b, "mnt-rt")
+	mp, _, unmount := e.mountEmpty(b, "mnt-rt", kindFUSE)
 	defer unmount()
 	for _, where := range []string{e.work, mp} {
 		must(b, os.WriteFile(filepath.Join(where, "f"), []byte("x"), 0o644))
@@ -344,17 +359,19 @@ func BenchmarkBigWrite(b *testing.B) {
 			dd(b, filepath.Join(e.work, "big-"+strconv.Itoa(run)))
 		}
 	})
-	b.Run("cow", func(b *testing.B) {
-		b.SetBytes(256 << 20)
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			run++
-			mp, _, unmount := e.mountEmpty(b, "mnt-"+strconv.Itoa(run))
-			b.StartTimer()
-			dd(b, filepath.Join(mp, "big"))
-			b.StopTimer()
-			unmount()
-			b.StartTimer()
-		}
-	})
+	for _, kind := range []string{kindFUSE, kindOverlay} {
+		b.Run(kind, func(b *testing.B) {
+			b.SetBytes(256 << 20)
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				run++
+				mp, _, unmount := e.mountEmpty(b, "mnt-"+strconv.Itoa(run), kind)
+				b.StartTimer()
+				dd(b, filepath.Join(mp, "big"))
+				b.StopTimer()
+				unmount()
+				b.StartTimer()
+			}
+		})
+	}
 }

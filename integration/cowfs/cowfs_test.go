@@ -1,8 +1,9 @@
-// Package cowfs_test checks fusefs.MountCopyOnWrite in process, as root,
-// without the daemon or the CLI: a small stored tree is mounted
-// copy-on-write, changed, committed through a cas.Writer and exported, and
-// the mount and each export are compared with the same changes made to an
-// ext4 copy of the tree.
+// Package cowfs_test checks the two kinds of writable mount in process, as
+// root, without the daemon or the CLI: fusefs.MountCopyOnWrite (a FUSE
+// filesystem) and overlay.New (overlayfs over a read-only FUSE mount). A
+// small stored tree is mounted, changed, committed through a cas.Writer
+// and exported, and the mount and each export are compared with the same
+// changes made to an ext4 copy of the tree.
 package cowfs_test
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/fstree"
+	"github.com/forge-build/forge/overlay"
 )
 
 // casWriter adapts *cas.Writer to fusefs.Writer.
@@ -41,12 +43,33 @@ const baseSec = 1614834367
 
 type env struct {
 	t       *testing.T
+	kind    string // kindFUSE or kindOverlay
 	store   *cas.Store
 	work    string
 	scratch string
 	ref     string // the ext4 side
 	mp      string // the mount
-	mount   *fusefs.CowMount
+	mount   writable
+}
+
+// writable is what both kinds of writable mount do.
+type writable interface {
+	Mountpoint() string
+	Unmount(lazy bool) error
+	Wait()
+	Commit(ctx context.Context, newWriter func() (fusefs.Writer, error), refs ...string) (digest.Hash, error)
+}
+
+const (
+	kindFUSE    = "fuse"
+	kindOverlay = "overlay"
+)
+
+// eachKind runs test once per kind of writable mount.
+func eachKind(t *testing.T, test func(t *testing.T, kind string)) {
+	for _, kind := range []string{kindFUSE, kindOverlay} {
+		t.Run(kind, func(t *testing.T) { test(t, kind) })
+	}
 }
 
 func requireFUSE(t *testing.T) {
@@ -113,14 +136,14 @@ func fixTimes(t testing.TB, dir string) {
 
 // newEnv stores the base tree, exports a copy of it to ext4 and mounts it
 // copy-on-write.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, kind string) *env {
 	t.Helper()
 	requireFUSE(t)
 	unix.Umask(0o022)
 	work := fstree.DiskTempDir(t)
 	s, err := cas.Open(filepath.Join(work, "store"), cas.Options{})
 	must(t, err)
-	e := &env{t: t, store: s, work: work}
+	e := &env{t: t, kind: kind, store: s, work: work}
 	t.Cleanup(func() { s.Close() })
 	src := filepath.Join(work, "src")
 	must(t, os.Mkdir(src, 0o755))
@@ -137,7 +160,7 @@ func newEnv(t *testing.T) *env {
 
 // mountTree mounts tree copy-on-write at <work>/<name>, unmounted (and its
 // scratch directory removed) when the test ends.
-func (e *env) mountTree(tree digest.Hash, name string) *fusefs.CowMount {
+func (e *env) mountTree(tree digest.Hash, name string) writable {
 	t := e.t
 	t.Helper()
 	mp := filepath.Join(e.work, name)
@@ -145,10 +168,16 @@ func (e *env) mountTree(tree digest.Hash, name string) *fusefs.CowMount {
 	scratch := filepath.Join(e.store.Dir(), "tmp", "mount-"+name)
 	must(t, os.MkdirAll(scratch, 0o700))
 	e.scratch = scratch
-	m, err := fusefs.MountCopyOnWrite(mp, fusefs.NewCache(e.store, 0), tree, fusefs.CowOptions{
-		Options: fusefs.Options{AllowOther: true, Suid: true, Dev: true, Logf: t.Logf},
-		Scratch: scratch,
-	})
+	var m writable
+	var err error
+	if e.kind == kindOverlay {
+		m, err = overlay.New(mp, fusefs.NewCache(e.store, 0), tree, overlay.Options{Scratch: scratch, Logf: t.Logf})
+	} else {
+		m, err = fusefs.MountCopyOnWrite(mp, fusefs.NewCache(e.store, 0), tree, fusefs.CowOptions{
+			Options: fusefs.Options{AllowOther: true, Suid: true, Dev: true, Logf: t.Logf},
+			Scratch: scratch,
+		})
+	}
 	must(t, err)
 	t.Cleanup(func() {
 		if err := m.Unmount(true); err != nil {
@@ -160,7 +189,7 @@ func (e *env) mountTree(tree digest.Hash, name string) *fusefs.CowMount {
 	return m
 }
 
-func (e *env) commit(m *fusefs.CowMount) (digest.Hash, cas.WriteStats) {
+func (e *env) commit(m writable) (digest.Hash, cas.WriteStats) {
 	e.t.Helper()
 	var w *cas.Writer
 	h, err := m.Commit(context.Background(), func() (fusefs.Writer, error) {
@@ -182,9 +211,15 @@ func (e *env) export(h digest.Hash, name string) string {
 	return dst
 }
 
-func assertSame(t *testing.T, what, a, b string) {
+func (e *env) assertSame(t *testing.T, what, a, b string) {
 	t.Helper()
-	diffs, err := fstree.Compare(a, b, fstree.Options{CheckSparse: true})
+	opts := fstree.Options{CheckSparse: true}
+	if e.kind == kindOverlay {
+		// overlayfs copies a file up in 1 MiB pieces from each of its
+		// data extents: the zeros after one, up to 1 MiB, become data.
+		opts.SparseSlack = 1 << 20
+	}
+	diffs, err := fstree.Compare(a, b, opts)
 	must(t, err)
 	if len(diffs) > 0 {
 		var sb strings.Builder
@@ -331,89 +366,121 @@ func apply(t *testing.T, ops []op, ref, mp string) {
 }
 
 func TestOperationsAndCommit(t *testing.T) {
-	e := newEnv(t)
-	apply(t, ops, e.ref, e.mp)
-	fixTimes(t, e.ref)
-	fixTimes(t, e.mp)
-	assertSame(t, "the mount", e.ref, e.mp)
-	h1, _ := e.commit(e.mount)
-	assertSame(t, "the first commit", e.ref, e.export(h1, "export1"))
+	eachKind(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind)
+		apply(t, ops, e.ref, e.mp)
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		e.assertSame(t, "the mount", e.ref, e.mp)
+		h1, _ := e.commit(e.mount)
+		e.assertSame(t, "the first commit", e.ref, e.export(h1, "export1"))
 
-	// The mount goes on; a commit without changes stores nothing new.
-	h2, st := e.commit(e.mount)
-	if h2 != h1 || st.NewNodes != 0 || st.NewChunks != 0 {
-		t.Errorf("a commit without changes gave %s (was %s) and stored %d nodes, %d chunks", h2.Short(), h1.Short(), st.NewNodes, st.NewChunks)
-	}
+		// The mount goes on; a commit without changes stores nothing new.
+		h2, st := e.commit(e.mount)
+		if h2 != h1 || st.NewNodes != 0 || st.NewChunks != 0 {
+			t.Errorf("a commit without changes gave %s (was %s) and stored %d nodes, %d chunks", h2.Short(), h1.Short(), st.NewNodes, st.NewChunks)
+		}
 
-	// One more change: only it and its directories are stored.
-	more := []op{{"write d/sub/c again", func(t *testing.T, r string) string {
-		return errs(os.WriteFile(p(r, "full/c"), []byte("third\n"), 0o644))
-	}}}
-	apply(t, more, e.ref, e.mp)
-	fixTimes(t, e.ref)
-	fixTimes(t, e.mp)
-	h3, st := e.commit(e.mount)
-	assertSame(t, "the second commit", e.ref, e.export(h3, "export3"))
-	if st.NewChunks != 1 {
-		t.Errorf("changing one small file stored %d new chunks", st.NewChunks)
-	}
+		// One more change: only it and its directories are stored.
+		more := []op{{"write d/sub/c again", func(t *testing.T, r string) string {
+			return errs(os.WriteFile(p(r, "full/c"), []byte("third\n"), 0o644))
+		}}}
+		apply(t, more, e.ref, e.mp)
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		h3, st := e.commit(e.mount)
+		e.assertSame(t, "the second commit", e.ref, e.export(h3, "export3"))
+		if st.NewChunks != 1 {
+			t.Errorf("changing one small file stored %d new chunks", st.NewChunks)
+		}
 
-	// A mount of the committed tree shows it.
-	m2 := e.mountTree(h3, "mnt2")
-	assertSame(t, "a mount of the commit", e.ref, m2.Mountpoint())
+		// A mount of the committed tree shows it.
+		m2 := e.mountTree(h3, "mnt2")
+		e.assertSame(t, "a mount of the commit", e.ref, m2.Mountpoint())
+	})
 }
 
 func TestFailedCommitChangesNothing(t *testing.T) {
-	e := newEnv(t)
-	must(t, os.WriteFile(p(e.mp, "d/a"), []byte("changed\n"), 0o644))
-	_, err := e.mount.Commit(context.Background(), func() (fusefs.Writer, error) {
-		w, err := e.store.NewWriter()
-		return failingWriter{casWriter{w}}, err
-	}, "should-not-exist")
-	if !errors.Is(err, errNoSpace) {
-		t.Fatalf("commit with a failing writer: %v", err)
-	}
-	if _, err := e.store.Ref("should-not-exist"); err == nil {
-		t.Errorf("a failed commit set its ref")
-	}
-	must(t, os.WriteFile(p(e.ref, "d/a"), []byte("changed\n"), 0o644))
-	fixTimes(t, e.ref)
-	fixTimes(t, e.mp)
-	h, _ := e.commit(e.mount)
-	assertSame(t, "the commit after a failed one", e.ref, e.export(h, "export"))
+	eachKind(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind)
+		must(t, os.WriteFile(p(e.mp, "d/a"), []byte("changed\n"), 0o644))
+		_, err := e.mount.Commit(context.Background(), func() (fusefs.Writer, error) {
+			w, err := e.store.NewWriter()
+			return failingWriter{casWriter{w}}, err
+		}, "should-not-exist")
+		if !errors.Is(err, errNoSpace) {
+			t.Fatalf("commit with a failing writer: %v", err)
+		}
+		if _, err := e.store.Ref("should-not-exist"); err == nil {
+			t.Errorf("a failed commit set its ref")
+		}
+		must(t, os.WriteFile(p(e.ref, "d/a"), []byte("changed\n"), 0o644))
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		h, _ := e.commit(e.mount)
+		e.assertSame(t, "the commit after a failed one", e.ref, e.export(h, "export"))
+	})
 }
 
 func TestScratchFilesGo(t *testing.T) {
-	e := newEnv(t)
-	f, err := os.Create(p(e.mp, "tmpfile"))
-	must(t, err)
-	_, err = f.Write([]byte("data"))
-	must(t, err)
-	must(t, os.Remove(p(e.mp, "tmpfile")))
-	if n := countFiles(t, e.scratch); n != 1 {
-		t.Errorf("an unlinked open file has %d scratch files, want 1", n)
-	}
-	must(t, f.Close())
-	// The kernel forgets the inode soon after the last close; a stat of
-	// the directory makes it flush what it holds.
-	dropCaches(t)
-	if n := countFiles(t, e.scratch); n != 0 {
-		t.Errorf("an unlinked closed file left %d scratch files", n)
-	}
-	// Metadata changes and reads copy nothing.
-	must(t, os.Chmod(p(e.mp, "d/big"), 0o600))
-	must(t, unix.Setxattr(p(e.mp, "d/big"), "user.x", []byte("y"), 0))
-	_, err = os.ReadFile(p(e.mp, "d/big"))
-	must(t, err)
-	if n := countFiles(t, e.scratch); n != 0 {
-		t.Errorf("chmod, setxattr and a read made %d scratch files", n)
-	}
+	eachKind(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind)
+		f, err := os.Create(p(e.mp, "tmpfile"))
+		must(t, err)
+		_, err = f.Write([]byte("data"))
+		must(t, err)
+		must(t, os.Remove(p(e.mp, "tmpfile")))
+		if n := e.copies(t); n != 1 && kind == kindFUSE {
+			// (overlayfs unlinks the upper file: the scratch
+			// filesystem keeps the open inode, as any would.)
+			t.Errorf("an unlinked open file has %d scratch files, want 1", n)
+		}
+		must(t, f.Close())
+		// The kernel forgets the inode soon after the last close; a stat of
+		// the directory makes it flush what it holds.
+		dropCaches(t)
+		if n := e.copies(t); n != 0 {
+			t.Errorf("an unlinked closed file left %d scratch files", n)
+		}
+		// Metadata changes and reads copy nothing.
+		must(t, os.Chmod(p(e.mp, "d/big"), 0o600))
+		must(t, unix.Setxattr(p(e.mp, "d/big"), "user.x", []byte("y"), 0))
+		_, err = os.ReadFile(p(e.mp, "d/big"))
+		must(t, err)
+		if n := e.copies(t); n != 0 {
+			t.Errorf("chmod, setxattr and a read made %d scratch files", n)
+		}
+	})
 }
 
 func dropCaches(t *testing.T) {
 	t.Helper()
 	unix.Sync()
 	must(t, os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0))
+}
+
+// copies counts the files whose data the mount holds in its scratch
+// directory: FUSE's scratch files; overlayfs's upper files with data (a
+// metadata-only copy has trusted.overlay.metacopy, and its data below).
+func (e *env) copies(t *testing.T) int {
+	t.Helper()
+	if e.kind == kindFUSE {
+		return countFiles(t, e.scratch)
+	}
+	seen := map[uint64]bool{}
+	must(t, filepath.WalkDir(filepath.Join(e.scratch, "upper"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		var st unix.Stat_t
+		must(t, unix.Lstat(path, &st))
+		_, err = unix.Lgetxattr(path, "trusted.overlay.metacopy", nil)
+		if st.Size > 0 && errors.Is(err, unix.ENODATA) {
+			seen[st.Ino] = true
+		}
+		return nil
+	}))
+	return len(seen)
 }
 
 func countFiles(t *testing.T, dir string) int {
@@ -427,70 +494,74 @@ func countFiles(t *testing.T, dir string) int {
 // through one name while another name lies in a directory never looked up:
 // the commit must carry the change to every name.
 func TestHardLinkChangedThroughOneName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		do   func(root string) error
-	}{
-		{"chmod", func(r string) error { return os.Chmod(p(r, "hl1"), 0o600) }},
-		{"append", func(r string) error {
-			f, err := os.OpenFile(p(r, "hl2"), os.O_WRONLY|os.O_APPEND, 0)
-			if err != nil {
-				return err
-			}
-			_, err = f.Write([]byte("more\n"))
-			return errors.Join(err, f.Close())
-		}},
-		{"another link", func(r string) error { return os.Link(p(r, "hl1"), p(r, "hl5")) }},
-		{"unlink one", func(r string) error { return os.Remove(p(r, "hl2")) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			must(t, tc.do(e.ref))
-			must(t, tc.do(e.mp))
-			fixTimes(t, e.ref)
-			// Only the root's times: the mount's other directories stay
-			// unlooked-up.
-			ts := []unix.Timespec{{Sec: baseSec}, {Sec: baseSec}}
-			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p(e.mp, "hl1"), ts, 0))
-			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, e.mp, ts, 0))
-			h, _ := e.commit(e.mount)
-			assertSame(t, "the export", e.ref, e.export(h, "export"))
-		})
-	}
+	eachKind(t, func(t *testing.T, kind string) {
+		for _, tc := range []struct {
+			name string
+			do   func(root string) error
+		}{
+			{"chmod", func(r string) error { return os.Chmod(p(r, "hl1"), 0o600) }},
+			{"append", func(r string) error {
+				f, err := os.OpenFile(p(r, "hl2"), os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					return err
+				}
+				_, err = f.Write([]byte("more\n"))
+				return errors.Join(err, f.Close())
+			}},
+			{"another link", func(r string) error { return os.Link(p(r, "hl1"), p(r, "hl5")) }},
+			{"unlink one", func(r string) error { return os.Remove(p(r, "hl2")) }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				e := newEnv(t, kind)
+				must(t, tc.do(e.ref))
+				must(t, tc.do(e.mp))
+				fixTimes(t, e.ref)
+				// Only the root's times: the mount's other directories stay
+				// unlooked-up.
+				ts := []unix.Timespec{{Sec: baseSec}, {Sec: baseSec}}
+				must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p(e.mp, "hl1"), ts, 0))
+				must(t, unix.UtimesNanoAt(unix.AT_FDCWD, e.mp, ts, 0))
+				h, _ := e.commit(e.mount)
+				e.assertSame(t, "the export", e.ref, e.export(h, "export"))
+			})
+		}
+	})
 }
 
 // TestTmpfileAndMmap: O_TMPFILE then linkat, and MAP_SHARED writes.
 func TestTmpfileAndMmap(t *testing.T) {
-	e := newEnv(t)
-	for _, root := range []string{e.ref, e.mp} {
-		fd, err := unix.Open(root, unix.O_TMPFILE|unix.O_RDWR, 0o640)
-		must(t, err)
-		_, err = unix.Write(fd, []byte("from a tmpfile\n"))
-		must(t, err)
-		must(t, unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+itoa(fd), unix.AT_FDCWD, p(root, "was-tmp"), unix.AT_SYMLINK_FOLLOW))
-		must(t, unix.Close(fd))
-		fd, err = unix.Open(root, unix.O_TMPFILE|unix.O_RDWR, 0o640)
-		must(t, err)
-		must(t, unix.Close(fd)) // never linked: gone
+	eachKind(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind)
+		for _, root := range []string{e.ref, e.mp} {
+			fd, err := unix.Open(root, unix.O_TMPFILE|unix.O_RDWR, 0o640)
+			must(t, err)
+			_, err = unix.Write(fd, []byte("from a tmpfile\n"))
+			must(t, err)
+			must(t, unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+itoa(fd), unix.AT_FDCWD, p(root, "was-tmp"), unix.AT_SYMLINK_FOLLOW))
+			must(t, unix.Close(fd))
+			fd, err = unix.Open(root, unix.O_TMPFILE|unix.O_RDWR, 0o640)
+			must(t, err)
+			must(t, unix.Close(fd)) // never linked: gone
 
-		fd, err = unix.Open(p(root, "d/big"), unix.O_RDWR, 0)
-		must(t, err)
-		m, err := unix.Mmap(fd, 0, 1<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		must(t, err)
-		copy(m[4096:], "written through a shared mapping")
-		must(t, unix.Msync(m, unix.MS_SYNC))
-		must(t, unix.Munmap(m))
-		must(t, unix.Close(fd))
-	}
-	fixTimes(t, e.ref)
-	fixTimes(t, e.mp)
-	assertSame(t, "the mount", e.ref, e.mp)
-	h, _ := e.commit(e.mount)
-	assertSame(t, "the export", e.ref, e.export(h, "export"))
-	dropCaches(t)
-	if n := countFiles(t, e.scratch); n != 2 {
-		t.Errorf("%d scratch files, want 2 (was-tmp and d/big)", n)
-	}
+			fd, err = unix.Open(p(root, "d/big"), unix.O_RDWR, 0)
+			must(t, err)
+			m, err := unix.Mmap(fd, 0, 1<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+			must(t, err)
+			copy(m[4096:], "written through a shared mapping")
+			must(t, unix.Msync(m, unix.MS_SYNC))
+			must(t, unix.Munmap(m))
+			must(t, unix.Close(fd))
+		}
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		e.assertSame(t, "the mount", e.ref, e.mp)
+		h, _ := e.commit(e.mount)
+		e.assertSame(t, "the export", e.ref, e.export(h, "export"))
+		dropCaches(t)
+		if n := e.copies(t); n != 2 {
+			t.Errorf("%d scratch files, want 2 (was-tmp and d/big)", n)
+		}
+	})
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,95 @@
+package cowfs_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/fusefs"
+	"github.com/forge-build/forge/overlay"
+)
+
+// TestRenamedAndReplacedDirectories covers what overlayfs records beside
+// plain copies, and the commit must read back right: a renamed stored
+// directory (a redirect) changed inside and renamed again, a stored file
+// renamed after a metadata-only change (a metacopy file with a redirect),
+// and a stored directory removed and made again (opaque). Each commit is
+// compared with ext4, and a second commit after one more change too.
+func TestRenamedAndReplacedDirectories(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind)
+		steps := []op{
+			{"rename a stored directory and change it", func(t *testing.T, r string) string {
+				return errs(os.Rename(p(r, "d"), p(r, "e")),
+					os.WriteFile(p(r, "e/sub/new"), []byte("new in a renamed directory\n"), 0o644),
+					os.Rename(p(r, "e/sub"), p(r, "full/sub2")))
+			}},
+			{"chmod a stored file, then move it", func(t *testing.T, r string) string {
+				return errs(os.Chmod(p(r, "e/big"), 0o600), os.Rename(p(r, "e/big"), p(r, "full/big")))
+			}},
+			{"remove a stored directory and make it again", func(t *testing.T, r string) string {
+				return errs(os.RemoveAll(p(r, "full/sub2")), os.Mkdir(p(r, "full/sub2"), 0o700),
+					os.WriteFile(p(r, "full/sub2/c"), []byte("not the stored c\n"), 0o644))
+			}},
+		}
+		apply(t, steps, e.ref, e.mp)
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		e.assertSame(t, "the mount", e.ref, e.mp)
+		h1, st := e.commit(e.mount)
+		e.assertSame(t, "the first commit", e.ref, e.export(h1, "export1"))
+		if st.NewChunks > 2 {
+			// The new file and the new c: the moved big file's data is
+			// the stored one's.
+			t.Errorf("the commit stored %d new chunks, want at most 2", st.NewChunks)
+		}
+		apply(t, []op{{"move the renamed directory back", func(t *testing.T, r string) string {
+			return errs(os.Rename(p(r, "e"), p(r, "d")))
+		}}}, e.ref, e.mp)
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		h2, _ := e.commit(e.mount)
+		e.assertSame(t, "the second commit", e.ref, e.export(h2, "export2"))
+	})
+}
+
+// TestOverlayUnmountedByOthers: a plain umount(2) of the overlay, by
+// someone else than its owner, ends the mount as forge's Unmount would:
+// Wait returns and the lower mount is gone.
+func TestOverlayUnmountedByOthers(t *testing.T) {
+	requireFUSE(t)
+	e := newEnv(t, kindFUSE) // only for its store and work directory
+	mp := filepath.Join(e.work, "ov")
+	must(t, os.Mkdir(mp, 0o755))
+	scratch := filepath.Join(e.store.Dir(), "tmp", "mount-ov")
+	must(t, os.MkdirAll(scratch, 0o700))
+	h, _ := e.commit(e.mount)
+	m, err := overlay.New(mp, fusefs.NewCache(e.store, 0), h, overlay.Options{Scratch: scratch, Logf: t.Logf})
+	must(t, err)
+	t.Cleanup(func() {
+		m.Unmount(true)
+		m.Wait()
+		os.RemoveAll(scratch)
+	})
+	must(t, unix.Unmount(mp, 0))
+	done := make(chan struct{})
+	go func() { m.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Wait did not return within 30 s of a plain umount")
+	}
+	lower := filepath.Join(scratch, "lower")
+	var st, parent unix.Stat_t
+	must(t, unix.Stat(lower, &st))
+	must(t, unix.Stat(scratch, &parent))
+	if st.Dev != parent.Dev {
+		t.Errorf("the lower mount is still at %s", lower)
+	}
+	if err := m.Unmount(false); err != nil {
+		t.Errorf("Unmount after someone else's umount: %v", err)
+	}
+}
