@@ -430,7 +430,15 @@ func sameStat(a, b *unix.Stat_t) bool {
 // chunk list and length: what a regular file's node needs. Holes the
 // filesystem reports, and all-zero chunks, become holes.
 func (w *Writer) PutFile(ctx context.Context, f *os.File, size int64) ([]node.Chunk, uint64, error) {
-	return w.putContent(ctx, chunker.New(nil, chunker.DefaultParams), f, size, nil)
+	ck, _ := w.s.chunkers.Get().(*chunker.Chunker)
+	if ck == nil {
+		ck = chunker.New(nil, chunker.DefaultParams)
+	}
+	defer func() {
+		ck.Reset(nil) // drop f
+		w.s.chunkers.Put(ck)
+	}()
+	return w.putContent(ctx, ck, f, size, nil)
 }
 
 // putContent is PutFile with a chunker to reuse and a byte counter.

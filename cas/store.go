@@ -52,6 +52,11 @@ type Store struct {
 	// not stat-cached, as a change in the same clock tick could go unseen.
 	racyWindow time.Duration
 
+	// chunkers are PutFile's, with their buffers (a few MiB each): a
+	// commit stores thousands of small files, and a new buffer per file
+	// made the garbage collector the commit's largest cost.
+	chunkers sync.Pool
+
 	mu      sync.Mutex
 	writers map[*Writer]struct{}
 	pins    map[digest.Hash]int // trees in use by this process: mounts, exports
