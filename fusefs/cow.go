@@ -45,8 +45,7 @@ type CowMount struct {
 }
 
 // cowIno0 starts the inode numbers given to nodes the mount creates: stored
-// nodes get numbers hashed over the whole 64-bit range, so a collision is as
-// unlikely as between two stored names.
+// nodes get numbers hashed below it (validIno), so the two never collide.
 const cowIno0 = 1 << 62
 
 // MountCopyOnWrite mounts a writable view of tree (digest.Zero: an empty

@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"syscall"
 
@@ -53,10 +54,14 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// validIno keeps numbers off the ones FUSE and go-fuse reserve: 0 (none),
-// 1 (the root) and 2^64-1 (go-fuse's poll hack).
+// validIno keeps numbers below 2^62, and off the ones FUSE and go-fuse
+// reserve: 0 (none) and 1 (the root). Below 2^62: overlayfs over a
+// read-only mount then gives every file one st_dev (xino, which takes the
+// top two bits), and copy-on-write mounts number their new nodes from
+// 2^62 on.
 func validIno(x uint64) uint64 {
-	if x <= rootIno || x == ^uint64(0) {
+	x &= 1<<62 - 1
+	if x <= rootIno {
 		return 2
 	}
 	return x
@@ -117,7 +122,11 @@ var _ = (fs.NodeGetxattrer)((*treeNode)(nil))
 // Getxattr returns a stored xattr. The kernel has already refused what the
 // caller may not read (trusted.* without CAP_SYS_ADMIN).
 func (t *treeNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v, ok := t.info.node.Xattr(attr)
+	stored, ok := t.fsys.storedXattrName(attr)
+	if !ok {
+		return 0, fs.ENOATTR
+	}
+	v, ok := t.info.node.Xattr(stored)
 	if !ok {
 		return 0, fs.ENOATTR
 	}
@@ -142,7 +151,7 @@ func (t *treeNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 		if !privileged && strings.HasPrefix(x.Name, "trusted.") {
 			continue
 		}
-		size += len(x.Name) + 1
+		size += len(t.fsys.shownXattrName(x.Name)) + 1
 	}
 	if len(dest) < size {
 		return uint32(size), syscall.ERANGE
@@ -152,10 +161,37 @@ func (t *treeNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 		if !privileged && strings.HasPrefix(x.Name, "trusted.") {
 			continue
 		}
-		b = append(b, x.Name...)
+		b = append(b, t.fsys.shownXattrName(x.Name)...)
 		b = append(b, 0)
 	}
 	return uint32(len(b)), 0
+}
+
+// overlayXattr is the prefix of overlayfs's own xattrs; overlayEscaped
+// that of a stored xattr of that prefix, escaped (Options.OverlayLower).
+const (
+	overlayXattr   = "trusted.overlay."
+	overlayEscaped = "trusted.overlay.overlay."
+)
+
+// shownXattrName is the name stored xattr name is listed by.
+func (r *roFS) shownXattrName(name string) string {
+	if r.escapeOverlay && strings.HasPrefix(name, overlayXattr) {
+		return overlayEscaped + strings.TrimPrefix(name, overlayXattr)
+	}
+	return name
+}
+
+// storedXattrName is the stored name of the xattr asked for as attr; ok is
+// false for a name no stored xattr is shown by.
+func (r *roFS) storedXattrName(attr string) (string, bool) {
+	if !r.escapeOverlay || !strings.HasPrefix(attr, overlayXattr) {
+		return attr, true
+	}
+	if !strings.HasPrefix(attr, overlayEscaped) {
+		return "", false
+	}
+	return overlayXattr + strings.TrimPrefix(attr, overlayEscaped), true
 }
 
 var _ = (fs.NodeStatfser)((*treeNode)(nil))
@@ -254,7 +290,29 @@ func (d *dirNode) lookupEntry(ctx context.Context, i int, out *fuse.EntryOut) (*
 	}
 	ops := d.fsys.newNode(info, d.StableAttr().Ino)
 	d.fsys.fillAttr(info, ino, &out.Attr, func() string { return joinPath(d.path(), e.Name) })
+	d.fsys.remember(ino, knownNode{hash: e.Hash, parentIno: d.StableAttr().Ino})
 	return d.NewInode(ctx, ops, fs.StableAttr{Mode: uint32(info.node.Type), Ino: ino}), 0
+}
+
+var _ = (fs.NodeLookupNoder)((*dirNode)(nil))
+
+// LookupNode makes inode id again after the kernel forgot it, for a file
+// handle that names it (overlayfs's origin of a copied-up file). go-fuse
+// asks the root; only a mount with Options.OverlayLower knows the numbers.
+func (d *dirNode) LookupNode(ctx context.Context, id uint64, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	d.fsys.knownMu.Lock()
+	k, ok := d.fsys.known[id]
+	d.fsys.knownMu.Unlock()
+	if !ok {
+		return nil, syscall.ESTALE
+	}
+	info, err := d.fsys.cache.info(k.hash)
+	if err != nil {
+		d.fsys.logf("%s: inode %d: reading node %s: %v", d.fsys.name, id, k.hash, err)
+		return nil, syscall.EIO
+	}
+	d.fsys.fillAttr(info, id, &out.Attr, func() string { return fmt.Sprintf("inode %d", id) })
+	return d.NewInode(ctx, d.fsys.newNode(info, k.parentIno), fs.StableAttr{Mode: uint32(info.node.Type), Ino: id}), 0
 }
 
 func joinPath(dir, name string) string {

@@ -128,7 +128,7 @@ func New(mountpoint string, cache *fusefs.Cache, tree digest.Hash, opts Options)
 			return nil, fmt.Errorf("%s: the tree's root is a %s, not a directory", what, root.Type)
 		}
 		lopts := opts.Lower
-		lopts.AllowOther, lopts.Suid, lopts.Dev = true, true, true
+		lopts.AllowOther, lopts.Suid, lopts.Dev, lopts.OverlayLower = true, true, true, true
 		lopts.Name = "forge-lower:" + tree.Short()
 		if m.lower, err = fusefs.MountReadOnly(filepath.Join(opts.Scratch, lowerName), cache, tree, lopts); err != nil {
 			return nil, fmt.Errorf("%s: lower layer: %w", what, err)
@@ -186,6 +186,10 @@ func (m *Mount) mountOverlay(source string) error {
 		{"metacopy", "on"},
 		{"redirect_dir", "on"},
 		{"index", "on"},
+		// One st_dev for every file, as on one filesystem: the lower
+		// mount's inode numbers leave overlayfs the top bits to tell
+		// the layers apart (fusefs.Options.OverlayLower).
+		{"xino", "on"},
 	}
 	for _, p := range params {
 		if err := unix.FsconfigSetString(fsfd, p.key, p.value); err != nil {
@@ -336,7 +340,13 @@ func setMeta(path string, n *node.Node) error {
 		return &os.PathError{Op: "chmod", Path: path, Err: err}
 	}
 	for _, x := range n.Xattrs {
-		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil {
+		// The tree's own trusted.overlay.* xattrs, escaped as overlayfs
+		// stores what a process sets under those names.
+		name := x.Name
+		if strings.HasPrefix(name, "trusted.overlay.") {
+			name = "trusted.overlay.overlay." + strings.TrimPrefix(name, "trusted.overlay.")
+		}
+		if err := unix.Lsetxattr(path, name, x.Value, 0); err != nil {
 			return &os.PathError{Op: "setxattr " + x.Name, Path: path, Err: err}
 		}
 	}

@@ -136,13 +136,15 @@ func storeCommands() []*command {
 			name: "store mount",
 			summary: "Mount a stored tree at MOUNTPOINT, read-only or (--rw) copy-on-write.\n" +
 				"Read-only: any user may look; modes apply. With --rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
-				"'forge store commit' stores. The mount stays after this command exits, until 'forge store umount'.",
+				"'forge store commit' stores: overlayfs over the tree's read-only mount, its changes under <store>/tmp/ (forge's own\n" +
+				"copy-on-write FUSE filesystem where the store's filesystem cannot hold them). The mount stays after this command exits,\n" +
+				"until 'forge store umount'.",
 			usage: "[--store DIR] [--rw] [REF|HASH] MOUNTPOINT",
 			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base\n" +
 				"  forge store mount --store /var/cache/forge --rw debian-base /mnt/stage",
 			flags: func(fs *pflag.FlagSet) {
 				storeFlag(fs)
-				fs.Bool("rw", false, "mount copy-on-write: writes go to scratch files until committed")
+				fs.Bool("rw", false, "mount copy-on-write: changes stay under <store>/tmp/ until committed")
 			},
 			run: runMount,
 		},

@@ -107,6 +107,13 @@ func buildBase(t testing.TB, dir string) {
 	must(t, unix.Setxattr(filepath.Join(dir, "d/a"), "user.note", []byte("base"), 0))
 	must(t, unix.Setxattr(filepath.Join(dir, "d/a"), "trusted.t", []byte("tv"), 0))
 	must(t, unix.Mknod(filepath.Join(dir, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	// A tree may hold overlayfs's own xattrs (a container's layers, say):
+	// an overlay over the tree must show them, not obey them.
+	must(t, os.WriteFile(filepath.Join(dir, "ovl-meta"), []byte("has its data\n"), 0o644))
+	must(t, unix.Setxattr(filepath.Join(dir, "ovl-meta"), "trusted.overlay.metacopy", nil, 0))
+	must(t, os.Mkdir(filepath.Join(dir, "ovl-opaque"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "ovl-opaque/f"), []byte("f\n"), 0o644))
+	must(t, unix.Setxattr(filepath.Join(dir, "ovl-opaque"), "trusted.overlay.opaque", []byte("y"), 0))
 	f, err := os.Create(filepath.Join(dir, "sparse"))
 	must(t, err)
 	_, err = f.WriteAt(fstree.RandomBytes("sparse", 256<<10), 2<<20)

@@ -93,3 +93,66 @@ func TestOverlayUnmountedByOthers(t *testing.T) {
 		t.Errorf("Unmount after someone else's umount: %v", err)
 	}
 }
+
+// TestHardLinksSurviveEviction changes a stored hard-linked file through
+// one name, has the kernel forget every inode it can (drop_caches), and
+// checks that the other names still show the change and the same inode,
+// through a second change and the commit. overlayfs finds the changed
+// copy of a lower hard link by the lower inode's file handle: that must
+// name the same inode after the kernel forgot it.
+func TestHardLinksSurviveEviction(t *testing.T) {
+	eachKind(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind)
+		for _, r := range []string{e.ref, e.mp} {
+			f, err := os.OpenFile(p(r, "hl1"), os.O_WRONLY|os.O_APPEND, 0)
+			must(t, err)
+			_, err = f.Write([]byte("appended\n"))
+			must(t, err)
+			must(t, f.Close())
+		}
+		var before unix.Stat_t
+		must(t, unix.Stat(p(e.mp, "d/sub/hl3"), &before))
+		dropCaches(t)
+		for _, name := range []string{"hl2", "d/sub/hl3"} {
+			got, err := os.ReadFile(p(e.mp, name))
+			must(t, err)
+			if string(got) != "two names\nappended\n" {
+				t.Errorf("after drop_caches, %s holds %q", name, got)
+			}
+			var st unix.Stat_t
+			must(t, unix.Stat(p(e.mp, name), &st))
+			if st.Ino != before.Ino || st.Dev != before.Dev || st.Nlink != 3 {
+				t.Errorf("after drop_caches, %s is inode %d:%d with %d links, was %d:%d with 3",
+					name, st.Dev, st.Ino, st.Nlink, before.Dev, before.Ino)
+			}
+		}
+		for _, r := range []string{e.ref, e.mp} {
+			must(t, os.Chmod(p(r, "hl2"), 0o604))
+		}
+		dropCaches(t)
+		fixTimes(t, e.ref)
+		fixTimes(t, e.mp)
+		e.assertSame(t, "the mount", e.ref, e.mp)
+		h, _ := e.commit(e.mount)
+		e.assertSame(t, "the export", e.ref, e.export(h, "export"))
+	})
+}
+
+// TestOneDevice: every file of an overlay has the overlay's st_dev, as on
+// one filesystem (find -xdev, du -x and tar --one-file-system rely on it):
+// stored files, copied-up ones, new ones and directories alike.
+func TestOneDevice(t *testing.T) {
+	e := newEnv(t, kindOverlay)
+	must(t, os.Chmod(p(e.mp, "d/a"), 0o600))                               // metadata-only copy
+	must(t, os.WriteFile(p(e.mp, "full/x"), []byte("copied up\n"), 0o644)) // data copy
+	must(t, os.WriteFile(p(e.mp, "new"), []byte("new\n"), 0o644))          // new
+	var root unix.Stat_t
+	must(t, unix.Stat(e.mp, &root))
+	for _, name := range []string{"d", "d/a", "d/big", "full/x", "new", "hl1", "sym", "null"} {
+		var st unix.Stat_t
+		must(t, unix.Lstat(p(e.mp, name), &st))
+		if st.Dev != root.Dev {
+			t.Errorf("%s has st_dev %d, the mount's root %d", name, st.Dev, root.Dev)
+		}
+	}
+}

@@ -490,3 +490,56 @@ func TestGroupMembersMayUseTheDaemon(t *testing.T) {
 		t.Fatalf("forge store ls outside the daemon's group: %v\n%s", err, out)
 	}
 }
+
+// TestWritableMountOnAnOverlayStore puts the store on an overlayfs, as in
+// a container whose root is one: overlayfs cannot keep a writable mount's
+// changes there, so the daemon mounts forge's copy-on-write FUSE
+// filesystem instead, says so, and commits from it as from an overlay.
+func TestWritableMountOnAnOverlayStore(t *testing.T) {
+	work := fstree.DiskTempDir(t)
+	for _, d := range []string{"l", "u", "w", "fs"} {
+		must(t, os.Mkdir(filepath.Join(work, d), 0o755))
+	}
+	fsDir := filepath.Join(work, "fs")
+	must(t, unix.Mount("overlay", fsDir, "overlay", 0, "lowerdir="+filepath.Join(work, "l")+
+		",upperdir="+filepath.Join(work, "u")+",workdir="+filepath.Join(work, "w")))
+	t.Cleanup(func() {
+		if err := unix.Unmount(fsDir, 0); err != nil {
+			t.Errorf("unmount the store's overlay: %v", err)
+			unix.Unmount(fsDir, unix.MNT_DETACH)
+		}
+	})
+	// Registered after the overlay's cleanup, so it runs first.
+	store := filepath.Join(fsDir, "store")
+	t.Cleanup(func() { stopDaemon(t, store) })
+
+	src := filepath.Join(work, "src")
+	fstree.MustBuildFixture(t, src)
+	importTree(t, store, src, "fixture")
+	mp := filepath.Join(work, "mnt")
+	must(t, os.Mkdir(mp, 0o755))
+	_, stderr, err := forge(t, "store", "mount", "--store", store, "--rw", "fixture", mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if isForgeMount(mp) {
+			if _, _, err := forge(t, "store", "umount", "--store", store, "--lazy", mp); err != nil {
+				unix.Unmount(mp, unix.MNT_DETACH)
+			}
+		}
+	})
+	if !strings.Contains(stderr, "(fuse)") {
+		t.Errorf("forge store mount --rw on an overlay store said %q, want it to name the FUSE kind", stderr)
+	}
+	if out := mustForge(t, "store", "mounts", "--store", store); !strings.Contains(out, "rw:fuse") {
+		t.Errorf("forge store mounts:\n%s\nwant the mount as rw:fuse", out)
+	}
+	fstree.AssertSame(t, src, mp, fstree.Options{})
+	must(t, os.WriteFile(filepath.Join(mp, "added"), []byte("through FUSE\n"), 0o644))
+	mustForge(t, "store", "commit", "--store", store, "--ref", "after", mp)
+	dst := filepath.Join(work, "export")
+	mustForge(t, "store", "export", "--store", store, "after", dst)
+	fstree.AssertSame(t, mp, dst, fstree.Options{})
+	mustForge(t, "store", "umount", "--store", store, mp)
+}
