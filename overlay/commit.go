@@ -68,18 +68,22 @@ func (m *Mount) commit(ctx context.Context, newWriter func() (fusefs.Writer, err
 	if err != nil {
 		return digest.Hash{}, &os.PathError{Op: "open", Path: m.upper, Err: err}
 	}
-	up, err := scanUpper(ufd, "")
+	m.mu.Lock()
+	committed := m.committed
+	m.mu.Unlock()
+	up, err := scanUpper(ufd, "", committed)
 	unix.Close(ufd)
 	if err != nil {
 		return digest.Hash{}, err
 	}
 	c := &committer{
-		m:       m,
-		ctx:     ctx,
-		touched: map[linkKey]bool{},
-		groups:  map[fileKey]*group{},
-		files:   map[fileKey]storedFile{},
-		used:    map[linkKey]bool{},
+		m:         m,
+		ctx:       ctx,
+		touched:   map[linkKey]bool{},
+		groups:    map[fileKey]*group{},
+		files:     map[fileKey]storedFile{},
+		used:      map[linkKey]bool{},
+		committed: map[upperKey]committedEntry{},
 	}
 	rootPath := noLower
 	var rootLower *node.Node
@@ -141,7 +145,7 @@ func (m *Mount) commit(ctx context.Context, newWriter func() (fusefs.Writer, err
 		return digest.Hash{}, err
 	}
 	m.mu.Lock()
-	m.tree, m.files = h, c.files
+	m.tree, m.files, m.committed = h, c.files, c.committed
 	m.mu.Unlock()
 	return h, nil
 }
@@ -162,10 +166,12 @@ type committer struct {
 
 	jobs chan fileJob
 
-	mu     sync.Mutex
-	groups map[fileKey]*group     // inodes of the merged view with more than one name
-	files  map[fileKey]storedFile // file contents this commit stored or kept
-	used   map[linkKey]bool       // link numbers taken, per node hash
+	mu        sync.Mutex
+	groups    map[fileKey]*group     // inodes of the merged view with more than one name
+	files     map[fileKey]storedFile // file contents this commit stored or kept
+	used      map[linkKey]bool       // link numbers taken, per node hash
+	committed map[upperKey]committedEntry
+	kept      map[linkKey]bool // keptLinks, once asked for
 }
 
 // item is one name of the merged tree.
@@ -177,6 +183,9 @@ type item struct {
 	meta     *node.Node // changed: metadata from the merged view
 	children []*item    // directories
 	g        *group     // everything else
+	// upper, for an upper inode with one name, is remembered with its
+	// node for the next commit.
+	upper *upperEntry
 }
 
 // group is one inode of the merged view (not a directory), with all its
@@ -337,6 +346,10 @@ func (c *committer) walkDir(dirfd int, p string, u *upperDir, lower *node.Node, 
 				return nil, err
 			}
 			it.children = append(it.children, child)
+		case s.upper.committed != nil && (s.base == nil || s.base.Link == 0):
+			// Unchanged since the last commit (scanUpper checked).
+			c.remember(s.upper, s.upper.committed.hash)
+			it.children = append(it.children, &item{name: name, path: cp, reuse: &node.Entry{Name: name, Hash: s.upper.committed.hash}})
 		default:
 			var dataFrom *node.Node
 			if s.upper.metacopy {
@@ -349,10 +362,23 @@ func (c *committer) walkDir(dirfd int, p string, u *upperDir, lower *node.Node, 
 			if err != nil {
 				return nil, err
 			}
+			if s.upper.st.Nlink == 1 && (s.base == nil || s.base.Link == 0) {
+				child.upper = s.upper
+			}
 			it.children = append(it.children, child)
 		}
 	}
 	return it, nil
+}
+
+// remember records what this commit stored for upper inode e.
+func (c *committer) remember(e *upperEntry, h digest.Hash) {
+	c.mu.Lock()
+	c.committed[upperKey{e.st.Dev, e.st.Ino}] = committedEntry{
+		ctime: e.st.Ctim, mtime: e.st.Mtim, size: e.st.Size,
+		metacopy: e.metacopy, redirect: e.redirect, hash: h,
+	}
+	c.mu.Unlock()
 }
 
 func (c *committer) walkChild(dirfd int, p, name string, u *upperDir, lower *node.Node, lowerPath string) (*item, error) {
@@ -523,18 +549,48 @@ func (c *committer) build(it *item) (digest.Hash, uint32, error) {
 		return h, 0, fmt.Errorf("store %s: %w", show(it.path), err)
 	}
 	g.built, g.hash = true, h
+	if it.upper != nil && g.names == 1 {
+		c.remember(it.upper, h)
+	}
 	if g.names > 1 {
-		// A number no other inode with this node has in the tree, as far
-		// as the names this commit saw can tell: stable from one commit
-		// to the next, since the inode number is.
-		link := uint32((g.key.ino ^ g.key.dev<<32) * 0x9e3779b97f4a7c15 >> 32) // Fibonacci hashing
-		for link == 0 || c.used[linkKey{h, link}] {
+		// The smallest number no other inode with this node has in the
+		// tree: the base's hard links this commit keeps, and the ones it
+		// numbered before, in name order. The same changes to the same
+		// base give the same tree, whatever the inode numbers.
+		kept, err := c.keptLinks()
+		if err != nil {
+			return h, 0, err
+		}
+		link := uint32(1)
+		for c.used[linkKey{h, link}] || kept[linkKey{h, link}] {
 			link++
 		}
 		c.used[linkKey{h, link}] = true
 		g.link = link
 	}
 	return g.hash, g.link, nil
+}
+
+// keptLinks are the base's hard-linked inodes the commit keeps as they
+// are: all but the touched ones, whose names it reads again.
+func (c *committer) keptLinks() (map[linkKey]bool, error) {
+	if c.kept != nil {
+		return c.kept, nil
+	}
+	c.kept = map[linkKey]bool{}
+	if c.m.base.IsZero() {
+		return c.kept, nil
+	}
+	links, err := c.m.baseLinks(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	for k := range links {
+		if !c.touched[k] {
+			c.kept[k] = true
+		}
+	}
+	return c.kept, nil
 }
 
 // findEntry is dir's entry called name, or nil.

@@ -53,11 +53,12 @@ type Mount struct {
 
 	mu        sync.Mutex // guards what follows
 	unmounted bool
-	tree      digest.Hash            // the last commit, or base
-	files     map[fileKey]storedFile // file contents stored by earlier commits
-	links     map[linkKey][]string   // the base tree's hard-link groups, once a commit needed them
-	dirs      map[string]*node.Node  // base directories by path, resolved for commits
-	commitMu  sync.Mutex             // one commit at a time
+	tree      digest.Hash                 // the last commit, or base
+	files     map[fileKey]storedFile      // file contents stored by earlier commits
+	committed map[upperKey]committedEntry // upper inodes the last commit stored
+	links     map[linkKey][]string        // the base tree's hard-link groups, once a commit needed them
+	dirs      map[string]*node.Node       // base directories by path, resolved for commits
+	commitMu  sync.Mutex                  // one commit at a time
 }
 
 // lowerName, upperName and workName are the scratch directory's parts.

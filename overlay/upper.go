@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/internal/xattr"
 )
@@ -36,6 +37,30 @@ type upperEntry struct {
 	metacopy bool   // regular files: the data is still the lower file's
 
 	dir *upperDir // directories
+
+	// committed is what the last commit stored for this inode, when it
+	// has not changed since (see committedEntry).
+	committed *committedEntry
+}
+
+// upperKey names an inode of the upper layer.
+type upperKey struct{ dev, ino uint64 }
+
+// committedEntry is what a commit stored for an upper inode that is not a
+// directory and has one name: its node, and what overlayfs had recorded of
+// it. Every change to the inode (data, metadata, xattrs, names) moves its
+// ctime, and the base below never changes: while ctime, mtime and size stay,
+// the next commit takes the node as it is, without reading the merged view.
+type committedEntry struct {
+	ctime, mtime unix.Timespec
+	size         int64
+	metacopy     bool
+	redirect     string
+	hash         digest.Hash
+}
+
+func (c *committedEntry) matches(st *unix.Stat_t) bool {
+	return c.ctime == st.Ctim && c.mtime == st.Mtim && c.size == st.Size
 }
 
 // upperDir is a directory of the upper layer, and where the merged
@@ -51,7 +76,7 @@ type upperDir struct {
 // scanUpper reads the upper layer's directory at dirfd and everything
 // below it. It reads only what overlayfs wrote: names, stat, and its own
 // xattrs.
-func scanUpper(dirfd int, where string) (*upperDir, error) {
+func scanUpper(dirfd int, where string, committed map[upperKey]committedEntry) (*upperDir, error) {
 	names, err := readDirNames(dirfd)
 	if err != nil {
 		return nil, fmt.Errorf("read upper %s: %w", where, err)
@@ -67,6 +92,13 @@ func scanUpper(dirfd int, where string) (*upperDir, error) {
 		if typ == unix.S_IFCHR && e.st.Rdev == 0 {
 			e.whiteout = true
 			continue
+		}
+		if typ != unix.S_IFDIR && e.st.Nlink == 1 {
+			if c, ok := committed[upperKey{e.st.Dev, e.st.Ino}]; ok && c.matches(&e.st) {
+				e.committed = &c
+				e.metacopy, e.redirect = c.metacopy, c.redirect
+				continue
+			}
 		}
 		if typ != unix.S_IFDIR && typ != unix.S_IFREG {
 			continue
@@ -103,7 +135,7 @@ func scanUpper(dirfd int, where string) (*upperDir, error) {
 			if err != nil {
 				return nil, fmt.Errorf("open upper %s: %w", join(where, name), err)
 			}
-			e.dir, err = scanUpper(fd, join(where, name))
+			e.dir, err = scanUpper(fd, join(where, name), committed)
 			unix.Close(fd)
 			if err != nil {
 				return nil, err

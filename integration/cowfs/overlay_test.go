@@ -156,3 +156,34 @@ func TestOneDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestSameChangesSameTree makes the same changes, new hard links among
+// them, on two mounts of one tree: the commits must be the same tree,
+// whatever inode numbers the two mounts gave the files.
+func TestSameChangesSameTree(t *testing.T) {
+	e := newEnv(t, kindOverlay)
+	h0, _ := e.commit(e.mount)
+	other := e.mountTree(h0, "mnt-other")
+	change := func(r string) {
+		must(t, os.WriteFile(p(r, "pair"), []byte("two names, new\n"), 0o644))
+		must(t, os.Link(p(r, "pair"), p(r, "d/pair2")))
+		must(t, os.WriteFile(p(r, "twin"), []byte("two names, new\n"), 0o644))
+		must(t, os.Link(p(r, "twin"), p(r, "d/twin2")))
+		must(t, os.Chmod(p(r, "hl1"), 0o600))
+		fixTimes(t, r)
+	}
+	// Different inode numbers on the two sides: the other mount makes a
+	// few files first.
+	for i := range 5 {
+		must(t, os.WriteFile(p(other.Mountpoint(), "tmp"+itoa(i)), nil, 0o644))
+		must(t, os.Remove(p(other.Mountpoint(), "tmp"+itoa(i))))
+	}
+	change(e.mp)
+	change(other.Mountpoint())
+	h1, _ := e.commit(e.mount)
+	h2, _ := e.commit(other)
+	if h1 != h2 {
+		t.Errorf("the same changes committed as %s on one mount and %s on the other", h1.Short(), h2.Short())
+	}
+	e.assertSame(t, "the other mount's commit", e.mp, e.export(h2, "export"))
+}

@@ -504,7 +504,14 @@ func TestWritableMountOnAnOverlayStore(t *testing.T) {
 	must(t, unix.Mount("overlay", fsDir, "overlay", 0, "lowerdir="+filepath.Join(work, "l")+
 		",upperdir="+filepath.Join(work, "u")+",workdir="+filepath.Join(work, "w")))
 	t.Cleanup(func() {
-		if err := unix.Unmount(fsDir, 0); err != nil {
+		// The daemon's last files on it are released as it exits, which
+		// the kernel may finish after its parent saw it gone.
+		err := unix.Unmount(fsDir, 0)
+		for deadline := time.Now().Add(10 * time.Second); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			err = unix.Unmount(fsDir, 0)
+		}
+		if err != nil {
 			t.Errorf("unmount the store's overlay: %v", err)
 			unix.Unmount(fsDir, unix.MNT_DETACH)
 		}
