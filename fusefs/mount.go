@@ -36,13 +36,23 @@ type Options struct {
 	Debug  bool // log every FUSE request through Logf
 	// OverlayLower prepares a read-only mount to be an overlayfs lower
 	// layer (package overlay). overlayfs names lower inodes by file
-	// handle (their FUSE node ID) in the upper layer, to keep hard links
-	// one inode and inode numbers stable across copy-up: node IDs are
-	// then the inode numbers, which never change, and a handle of an
-	// inode the kernel forgot is looked up again (LOOKUP of "."). And the
-	// tree's own trusted.overlay.* xattrs are shown escaped, as
+	// handle (their FUSE node ID) in the upper layer: the index that
+	// keeps a hard-linked file one inode when one name changes is found
+	// by it. Node IDs are then the inode numbers, which never change,
+	// rather than go-fuse's counter, under which a file the kernel had
+	// forgotten came back with another ID. And the tree's own
+	// trusted.overlay.* xattrs are shown escaped, as
 	// trusted.overlay.overlay.*, which overlayfs passes through under
 	// their stored names instead of obeying them.
+	//
+	// The mount does not announce EXPORT_SUPPORT: decoding the handle of
+	// an inode the kernel forgot would then give an anonymous dentry,
+	// which FUSE (Linux 6.18 here) takes as stale at its next
+	// revalidation without asking the server, and overlayfs answered
+	// ESTALE for every later access to the copied-up file that dentry was
+	// the origin of. Without it the decoding fails and overlayfs goes on
+	// without the origin: the file keeps working, its st_ino becomes the
+	// upper layer's.
 	OverlayLower bool
 }
 
@@ -111,9 +121,7 @@ func MountReadOnly(mountpoint string, src Source, tree digest.Hash, opts Options
 	fsOpts.ExplicitDataCacheControl = true
 	if opts.OverlayLower {
 		fsys.escapeOverlay = true
-		fsys.known = map[uint64]knownNode{rootIno: {hash: tree, parentIno: rootIno}}
 		fsOpts.ExternalNodeID = true
-		fsOpts.ExtraCapabilities |= fuse.CAP_EXPORT_SUPPORT
 	}
 	return startServer(noOpendir{fs.NewNodeFS(rootNode, fsOpts)}, mountpoint, tree, &fsOpts.MountOptions,
 		fmt.Sprintf("mount %s", tree.Short()), describeFlags(fsOpts.MountOptions.DirectMountFlags), logf)
@@ -222,28 +230,9 @@ type roFS struct {
 	blocks     uint64 // 4 KiB blocks the tree's content and directories take
 	files      uint64 // inodes in the tree
 
-	// Options.OverlayLower: escapeOverlay shows trusted.overlay.* xattrs
-	// escaped; known maps every inode number handed out to its node, so
-	// that a file handle outlives the kernel's inode.
+	// escapeOverlay shows trusted.overlay.* xattrs escaped
+	// (Options.OverlayLower).
 	escapeOverlay bool
-	knownMu       sync.Mutex
-	known         map[uint64]knownNode
-}
-
-// knownNode is what it takes to make an inode again from its number.
-type knownNode struct {
-	hash      digest.Hash
-	parentIno uint64 // directories: for ".." in listings
-}
-
-// remember records inode ino, when file handles must outlive inodes.
-func (r *roFS) remember(ino uint64, k knownNode) {
-	if r.known == nil {
-		return
-	}
-	r.knownMu.Lock()
-	r.known[ino] = k
-	r.knownMu.Unlock()
 }
 
 // statfs returns the totals statfs reports.

@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"strings"
 	"syscall"
 
@@ -290,29 +289,7 @@ func (d *dirNode) lookupEntry(ctx context.Context, i int, out *fuse.EntryOut) (*
 	}
 	ops := d.fsys.newNode(info, d.StableAttr().Ino)
 	d.fsys.fillAttr(info, ino, &out.Attr, func() string { return joinPath(d.path(), e.Name) })
-	d.fsys.remember(ino, knownNode{hash: e.Hash, parentIno: d.StableAttr().Ino})
 	return d.NewInode(ctx, ops, fs.StableAttr{Mode: uint32(info.node.Type), Ino: ino}), 0
-}
-
-var _ = (fs.NodeLookupNoder)((*dirNode)(nil))
-
-// LookupNode makes inode id again after the kernel forgot it, for a file
-// handle that names it (overlayfs's origin of a copied-up file). go-fuse
-// asks the root; only a mount with Options.OverlayLower knows the numbers.
-func (d *dirNode) LookupNode(ctx context.Context, id uint64, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	d.fsys.knownMu.Lock()
-	k, ok := d.fsys.known[id]
-	d.fsys.knownMu.Unlock()
-	if !ok {
-		return nil, syscall.ESTALE
-	}
-	info, err := d.fsys.cache.info(k.hash)
-	if err != nil {
-		d.fsys.logf("%s: inode %d: reading node %s: %v", d.fsys.name, id, k.hash, err)
-		return nil, syscall.EIO
-	}
-	d.fsys.fillAttr(info, id, &out.Attr, func() string { return fmt.Sprintf("inode %d", id) })
-	return d.NewInode(ctx, d.fsys.newNode(info, k.parentIno), fs.StableAttr{Mode: uint32(info.node.Type), Ino: id}), 0
 }
 
 func joinPath(dir, name string) string {

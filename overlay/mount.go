@@ -273,6 +273,17 @@ func (m *Mount) Unmount(lazy bool) error {
 // closed), however it was unmounted.
 func (m *Mount) Wait() { <-m.done }
 
+// unmountedByUs reports whether Unmount succeeded: the overlay has left
+// the mount table then, even when lazily detached with files still open.
+func (m *Mount) unmountedByUs() bool {
+	select {
+	case <-m.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // mounted reports whether the overlay is still in the mount table.
 func (m *Mount) mounted() bool {
 	ms, err := mountinfo.Read()
@@ -293,33 +304,25 @@ func (m *Mount) mounted() bool {
 // once a second, should a wake-up be missed.
 func (m *Mount) watch() {
 	defer close(m.done)
-	f, err := os.Open(mountinfo.Self)
+	table, err := os.Open(mountinfo.Self)
 	if err == nil {
-		defer f.Close()
+		defer table.Close()
 	}
-	for m.mounted() {
-		select {
-		case <-m.stop:
-			// Unmounted by us: a lazy unmount leaves no trace in the
-			// table, so there is nothing more to wait for here.
-		default:
-			if f != nil {
-				fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI}}
-				unix.Poll(fds, 1000)
-				// Reading rearms the notification.
-				f.Seek(0, 0)
-				buf := make([]byte, 4096)
-				for {
-					if n, err := f.Read(buf); n == 0 || err != nil {
-						break
-					}
-				}
-			} else {
-				time.Sleep(time.Second)
-			}
+	buf := make([]byte, 4096)
+	for !m.unmountedByUs() && m.mounted() {
+		if table == nil {
+			time.Sleep(time.Second)
 			continue
 		}
-		break
+		fds := []unix.PollFd{{Fd: int32(table.Fd()), Events: unix.POLLPRI}}
+		unix.Poll(fds, 1000)
+		// Reading the table to its end rearms the notification.
+		table.Seek(0, 0)
+		for {
+			if n, err := table.Read(buf); n == 0 || err != nil {
+				break
+			}
+		}
 	}
 	if m.lower != nil {
 		if err := m.lower.Unmount(true); err != nil {
