@@ -51,14 +51,15 @@ type Mount struct {
 	stop     chan struct{} // closed by Unmount: the watcher need not poll any more
 	done     chan struct{} // closed once the overlay and the lower mount are gone
 
-	mu        sync.Mutex // guards what follows
+	mu        sync.Mutex // guards what follows, up to commitMu
 	unmounted bool
 	tree      digest.Hash                 // the last commit, or base
 	files     map[fileKey]storedFile      // file contents stored by earlier commits
 	committed map[upperKey]committedEntry // upper inodes the last commit stored
-	links     map[linkKey][]string        // the base tree's hard-link groups, once a commit needed them
-	dirs      map[string]*node.Node       // base directories by path, resolved for commits
-	commitMu  sync.Mutex                  // one commit at a time
+
+	commitMu sync.Mutex            // one commit at a time; guards what follows
+	links    map[linkKey][]string  // the base tree's hard-link groups, once a commit needed them
+	dirs     map[string]*node.Node // base directories by path, resolved for commits
 }
 
 // lowerName, upperName and workName are the scratch directory's parts.
