@@ -151,7 +151,8 @@ func storeCommands() []*command {
 		{
 			name: "store commit",
 			summary: "Store what a writable mount holds now; the last line of stdout is the new tree hash.\n" +
-				"The mount stays writable, and the next commit stores only what changed since this one.",
+				"The mount stays writable, and the next commit stores only what changed since this one.\n" +
+				"Commit when nothing writes to the mount: a file written meanwhile is stored as the commit reads it.",
 			usage:   "[--store DIR] [--ref NAME] MOUNTPOINT",
 			example: "  forge store commit --store /var/cache/forge --ref stage-1 /mnt/stage",
 			flags: func(fs *pflag.FlagSet) {
