@@ -131,7 +131,13 @@ func (e *env) run(t *testing.T, name, tree, out string, options any) (output str
 		t.Fatal(err)
 	}
 	cmd.Env = append(os.Environ(), "FORGE_LOOPD_SOCKET="+e.socket, "TMPDIR="+e.tmp)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// In a mount namespace of its own, with private propagation (Go
+	// remounts / rprivate for Unshareflags), as in the builder's
+	// buildroot: in the test's namespace, a process of another test
+	// package making a mount namespace meanwhile took a copy of the
+	// image's filesystem mount, which kept it in use after the
+	// assembler's umount (tune2fs: Device or resource busy).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Unshareflags: syscall.CLONE_NEWNS}
 	b, err := cmd.CombinedOutput()
 	if m := itest.MountsUnder(e.tmp); len(m) > 0 {
 		t.Errorf("%s left mounts: %v", name, m)
