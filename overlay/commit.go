@@ -169,7 +169,7 @@ type committer struct {
 	mu        sync.Mutex
 	groups    map[fileKey]*group     // inodes of the merged view with more than one name
 	files     map[fileKey]storedFile // file contents this commit stored or kept
-	used      map[linkKey]bool       // link numbers taken, per node hash
+	used      map[linkKey]bool       // link numbers given to the mount's new hard links, per node hash
 	committed map[upperKey]committedEntry
 	kept      map[linkKey]bool // keptLinks, once asked for
 }
@@ -334,11 +334,7 @@ func (c *committer) walkDir(dirfd int, p string, u *upperDir, lower *node.Node, 
 			}
 			it.children = append(it.children, child)
 		case s.upper == nil:
-			c.mu.Lock()
-			if s.base.Link != 0 {
-				c.used[linkKey{s.base.Hash, s.base.Link}] = true
-			}
-			c.mu.Unlock()
+			// (If hard-linked, its number is among keptLinks.)
 			it.children = append(it.children, &item{name: name, path: cp, reuse: s.base})
 		case s.upper.dir != nil:
 			child, err := c.walkChild(dirfd, cp, name, s.upper.dir, s.upper.dir.lower, s.upper.dir.lowerPath)

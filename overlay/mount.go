@@ -233,9 +233,6 @@ func fsLog(fsfd int) string {
 // Mountpoint is the absolute path the tree is mounted at.
 func (m *Mount) Mountpoint() string { return m.mountpoint }
 
-// Base is the tree below the mount, which its unchanged files come from.
-func (m *Mount) Base() digest.Hash { return m.base }
-
 // Tree is the hash of the tree last committed, or of the tree mounted
 // before any commit.
 func (m *Mount) Tree() digest.Hash {

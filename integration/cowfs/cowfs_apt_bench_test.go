@@ -13,7 +13,6 @@ import (
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/fstree"
-	"github.com/forge-build/forge/overlay"
 )
 
 // BenchmarkAptGet installs packages with apt-get in a chroot of a Debian
@@ -66,12 +65,11 @@ func BenchmarkAptGet(b *testing.B) {
 				ops = &opCounter{counts: map[string]int{}}
 				opts.Debug, opts.Logf = true, ops.logf
 			}
-			var m writable
+			kind := kindOverlay
 			if os.Getenv("FORGE_BENCH_APT_KIND") == kindFUSE {
-				m, err = fusefs.MountCopyOnWrite(root, fusefs.NewCache(s, 0), res.Tree, fusefs.CowOptions{Options: opts, Scratch: scratch})
-			} else {
-				m, err = overlay.New(root, fusefs.NewCache(s, 0), res.Tree, overlay.Options{Lower: opts, Scratch: scratch, Logf: b.Logf})
+				kind = kindFUSE
 			}
+			m, err := mountKind(kind, root, s, res.Tree, scratch, opts)
 			must(b, err)
 			unmount = func() {
 				if err := m.Unmount(true); err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/fstree"
-	"github.com/forge-build/forge/overlay"
 )
 
 // The benchmarks below run write-heavy work on a directory on the disk and
@@ -128,16 +127,7 @@ func (e *benchEnv) mountEmpty(b *testing.B, name, kind string) (string, writable
 		ops = &opCounter{counts: map[string]int{}}
 		opts.Debug, opts.Logf = true, ops.logf
 	}
-	var m writable
-	var err error
-	if kind == kindOverlay {
-		m, err = overlay.New(mp, fusefs.NewCache(e.store, 0), digest.Zero, overlay.Options{Lower: opts, Scratch: scratch, Logf: b.Logf})
-	} else {
-		m, err = fusefs.MountCopyOnWrite(mp, fusefs.NewCache(e.store, 0), digest.Zero, fusefs.CowOptions{
-			Options: opts,
-			Scratch: scratch,
-		})
-	}
+	m, err := mountKind(kind, mp, e.store, digest.Zero, scratch, opts)
 	must(b, err)
 	return mp, m, func() {
 		must(b, m.Unmount(true))

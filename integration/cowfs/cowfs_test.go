@@ -65,6 +65,15 @@ const (
 	kindOverlay = "overlay"
 )
 
+// mountKind mounts tree writable at mp as kind, its changes in scratch;
+// opts go to the FUSE filesystem, or to the overlay's lower mount.
+func mountKind(kind, mp string, s *cas.Store, tree digest.Hash, scratch string, opts fusefs.Options) (writable, error) {
+	if kind == kindOverlay {
+		return overlay.New(mp, fusefs.NewCache(s, 0), tree, overlay.Options{Lower: opts, Scratch: scratch, Logf: opts.Logf})
+	}
+	return fusefs.MountCopyOnWrite(mp, fusefs.NewCache(s, 0), tree, fusefs.CowOptions{Options: opts, Scratch: scratch})
+}
+
 // eachKind runs test once per kind of writable mount.
 func eachKind(t *testing.T, test func(t *testing.T, kind string)) {
 	for _, kind := range []string{kindFUSE, kindOverlay} {
@@ -175,16 +184,7 @@ func (e *env) mountTree(tree digest.Hash, name string) writable {
 	scratch := filepath.Join(e.store.Dir(), "tmp", "mount-"+name)
 	must(t, os.MkdirAll(scratch, 0o700))
 	e.scratch = scratch
-	var m writable
-	var err error
-	if e.kind == kindOverlay {
-		m, err = overlay.New(mp, fusefs.NewCache(e.store, 0), tree, overlay.Options{Scratch: scratch, Logf: t.Logf})
-	} else {
-		m, err = fusefs.MountCopyOnWrite(mp, fusefs.NewCache(e.store, 0), tree, fusefs.CowOptions{
-			Options: fusefs.Options{AllowOther: true, Suid: true, Dev: true, Logf: t.Logf},
-			Scratch: scratch,
-		})
-	}
+	m, err := mountKind(e.kind, mp, e.store, tree, scratch, fusefs.Options{AllowOther: true, Suid: true, Dev: true, Logf: t.Logf})
 	must(t, err)
 	t.Cleanup(func() {
 		if err := m.Unmount(true); err != nil {
