@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/pack"
 )
 
 // GCOptions tune GC.
@@ -38,15 +39,27 @@ type GCResult struct {
 	FreedBytes     int64 // pack bytes removed from disk, net of rewrites
 }
 
-// GC frees what no ref, lease or open Writer reaches. It marks from those
-// roots, deletes unreachable nodes and chunks from the index, and then
-// rewrites or deletes packs, deleting old pack files only after the index
-// no longer points into them, so a GC interrupted at any point leaves a
-// consistent store (and garbage the next GC frees).
+// GC frees what no ref or open Writer reaches, and what no mount or read
+// in progress has pinned. It marks from those roots, deletes unreachable
+// nodes and chunks from the index, and then rewrites or deletes packs,
+// deleting old pack files only after the index no longer points into
+// them, so a GC interrupted at any point leaves a consistent store (and
+// garbage the next GC frees).
+//
+// The ref log, not the index, says what is live: GC refuses to run while
+// the index lacks any node or chunk a ref reaches, and before it deletes a
+// pack it reads the pack's footer and keeps the pack if it holds a live
+// blob the index does not locate in a pack that stays.
 func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	var res GCResult
 	if opts.RepackBelow <= 0 {
 		opts.RepackBelow = 0.8
+	}
+	if d := s.Damage(); len(d) > 0 {
+		return res, damageError(s.dir, d)
+	}
+	if why := s.packsDirProblem(); why != "" {
+		return res, fmt.Errorf("store %s: gc: %s: not collecting", s.dir, why)
 	}
 	if opts.MaxSize > 0 {
 		dropped, err := s.lruVictims(ctx, opts.MaxSize)
@@ -74,19 +87,9 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		return res, err
 	}
 
-	// Sweep the index.
+	// Sweep the index: chunks and nodes alike are blobs in packs.
 	batch := s.db.NewBatch()
 	defer batch.Close()
-	if err := s.scan(prefixNode, func(k, _ []byte) error {
-		h, _ := digest.FromBytes(k)
-		if _, ok := live[h]; !ok {
-			res.Nodes++
-			batch.Delete(hashKey(prefixNode, h), nil)
-		}
-		return nil
-	}); err != nil {
-		return res, err
-	}
 	// Stat-cache entries of files whose nodes are going.
 	if err := s.scan(prefixStat, func(k, v []byte) error {
 		if e, ok := decodeStatEntry(v); ok {
@@ -99,35 +102,38 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}); err != nil {
 		return res, err
 	}
-	type packUse struct {
-		live      int64
-		liveLocs  map[digest.Hash]chunkLoc
-		deadBytes int64
-	}
 	use := map[packID]*packUse{}
-	if err := s.scan(prefixChunk, func(k, v []byte) error {
-		h, _ := digest.FromBytes(k)
-		loc, err := decodeChunkLoc(v)
-		if err != nil {
-			return fmt.Errorf("chunk %s: %w", h, err)
-		}
-		u := use[loc.Pack]
-		if u == nil {
-			u = &packUse{liveLocs: map[digest.Hash]chunkLoc{}}
-			use[loc.Pack] = u
-		}
-		if _, ok := live[h]; ok {
-			u.live += int64(loc.Length)
-			u.liveLocs[h] = loc
+	where := map[digest.Hash]packID{} // live blob → the pack the index locates it in
+	for _, prefix := range []byte{prefixChunk, prefixNode} {
+		if err := s.scan(prefix, func(k, v []byte) error {
+			h, _ := digest.FromBytes(k)
+			loc, err := decodeChunkLoc(v)
+			if err != nil {
+				return fmt.Errorf("gc: %s %s: %w (run forge store fsck --repair)", blobKind(prefix), h, err)
+			}
+			u := use[loc.Pack]
+			if u == nil {
+				u = &packUse{liveLocs: map[digest.Hash]chunkLoc{}}
+				use[loc.Pack] = u
+			}
+			if _, ok := live[h]; ok {
+				u.live += int64(loc.Length)
+				u.liveLocs[h] = loc
+				where[h] = loc.Pack
+				return nil
+			}
+			if prefix == prefixNode {
+				res.Nodes++
+			} else {
+				res.Chunks++
+				res.ChunkBytes += int64(loc.Length)
+			}
+			u.deadBytes += int64(loc.Length)
+			batch.Delete(hashKey(prefix, h), nil)
 			return nil
+		}); err != nil {
+			return res, err
 		}
-		res.Chunks++
-		res.ChunkBytes += int64(loc.Length)
-		u.deadBytes += int64(loc.Length)
-		batch.Delete(hashKey(prefixChunk, h), nil)
-		return nil
-	}); err != nil {
-		return res, err
 	}
 
 	// Decide per pack.
@@ -137,7 +143,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		copy(id[:], k)
 		m, err := decodePackMeta(v)
 		if err != nil {
-			return fmt.Errorf("pack %s: %w", id, err)
+			return fmt.Errorf("gc: pack %s: %w (run forge store fsck --repair)", id, err)
 		}
 		known[id] = m
 		return nil
@@ -165,6 +171,20 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			orphans = append(orphans, id)
 		}
 	}
+	// The last word before a pack goes: its own footer. A pack the index
+	// lost track of may hold what a ref needs.
+	going := map[packID]bool{}
+	for _, id := range append(toDelete, orphans...) {
+		going[id] = true
+	}
+	for _, id := range append(toDelete, orphans...) {
+		if _, ok := onDisk[id]; !ok {
+			continue
+		}
+		if err := s.safeToDelete(id, onDisk[id], live, where, going); err != nil {
+			return res, err
+		}
+	}
 	res.PacksDeleted, res.PacksRewritten, res.OrphanPacks = len(toDelete), len(toRewrite), len(orphans)
 	for _, id := range toDelete {
 		res.FreedBytes += onDisk[id]
@@ -183,7 +203,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		batch.Delete(hashKeyPack(id), nil)
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
-		return res, fmt.Errorf("store %s: gc: commit index: %w", s.dir, err)
+		return res, fmt.Errorf("store %s: gc: commit index: %w", s.dir, s.indexError(err))
 	}
 	// Only now that the index no longer points into them.
 	for _, id := range append(toDelete, orphans...) {
@@ -204,46 +224,67 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	return res, nil
 }
 
+// packUse is how much of a pack is live, by the index.
+type packUse struct {
+	live      int64
+	liveLocs  map[digest.Hash]chunkLoc
+	deadBytes int64
+}
+
+// safeToDelete reads the footer of pack id and fails if the pack holds a
+// live blob that the index does not locate in a pack that stays, or if the
+// footer cannot be read (a damaged pack is fsck's to salvage).
+func (s *Store) safeToDelete(id packID, size int64, live map[digest.Hash]struct{}, where map[digest.Hash]packID, going map[packID]bool) error {
+	entries, _, err := s.readFooter(id, size)
+	if err != nil {
+		return fmt.Errorf("store %s: gc: pack %s has no readable footer (%w): not deleting it; run forge store fsck", s.dir, id, err)
+	}
+	for _, e := range entries {
+		if _, ok := live[e.Hash]; !ok {
+			continue
+		}
+		if p, ok := where[e.Hash]; !ok || going[p] {
+			return fmt.Errorf("store %s: gc: pack %s holds %s, which a ref needs and the index does not locate elsewhere: %w; run forge store fsck --repair, which rebuilds the index", s.dir, id, e.Hash, errIndexDamaged)
+		}
+	}
+	return nil
+}
+
 // mark returns every node and chunk reachable from refs (but those in
-// skip), leases and open Writers.
+// skip), pins and open Writers. A ref's tree that reaches a node or chunk
+// the index does not have is damage, and an error: what the index lost
+// cannot be told from garbage.
 func (s *Store) mark(ctx context.Context, skip map[string]bool) (map[digest.Hash]struct{}, error) {
 	live := map[digest.Hash]struct{}{}
-	var roots []digest.Hash
 	refs, err := s.Refs()
 	if err != nil {
 		return nil, err
 	}
+	var roots []digest.Hash
 	for _, r := range refs {
 		if !skip[r.Name] {
 			roots = append(roots, r.Tree)
 		}
 	}
-	if err := s.scan(prefixLease, func(k, v []byte) error {
-		hs, err := decodeHashes(v)
-		if err != nil {
-			return fmt.Errorf("lease %q: %w", k, err)
-		}
-		roots = append(roots, hs...)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
+	// Roots that may be missing: what Writers hold (chunks, nodes not
+	// committed yet) and pinned trees.
+	var soft []digest.Hash
+	held := map[digest.Hash]struct{}{}
 	s.mu.Lock()
 	for w := range s.writers {
-		w.addHeld(live)
+		w.addHeld(held)
 	}
 	for h := range s.pins {
-		roots = append(roots, h)
+		soft = append(soft, h)
 	}
 	s.mu.Unlock()
-	// What writers hold is live. Walking it is safe: a hash that is a
-	// chunk, or a node not committed yet, is simply not found.
-	for h := range live {
-		roots = append(roots, h)
+	for h := range held {
+		live[h] = struct{}{}
+		soft = append(soft, h)
 	}
 	visited := map[digest.Hash]bool{}
-	var walk func(h digest.Hash) error
-	walk = func(h digest.Hash) error {
+	var walk func(h digest.Hash, required bool) error
+	walk = func(h digest.Hash, required bool) error {
 		if visited[h] {
 			return nil
 		}
@@ -251,28 +292,46 @@ func (s *Store) mark(ctx context.Context, skip map[string]bool) (map[digest.Hash
 		live[h] = struct{}{}
 		n, err := s.Node(h)
 		if errors.Is(err, ErrNotFound) {
+			if required {
+				return damageError(s.dir, []string{fmt.Sprintf("node %s, which a ref reaches, is not in the index", h)})
+			}
 			return nil // a chunk, or a node a Writer has not committed yet
 		}
 		if err != nil {
-			return fmt.Errorf("gc: %w (run fsck)", err)
+			return fmt.Errorf("gc: %w (run forge store fsck)", err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		for _, c := range n.Chunks {
-			if !c.IsHole() {
-				live[c.Hash] = struct{}{}
+			if c.IsHole() {
+				continue
+			}
+			live[c.Hash] = struct{}{}
+			if required {
+				ok, err := s.has(hashKey(prefixChunk, c.Hash))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return damageError(s.dir, []string{fmt.Sprintf("chunk %s, which a ref reaches, is not in the index", c.Hash)})
+				}
 			}
 		}
 		for _, e := range n.Entries {
-			if err := walk(e.Hash); err != nil {
+			if err := walk(e.Hash, required); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, r := range roots {
-		if err := walk(r); err != nil {
+		if err := walk(r, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range soft {
+		if err := walk(r, false); err != nil {
 			return nil, err
 		}
 	}
@@ -353,7 +412,7 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 	var blob []byte
 	for _, h := range hashes {
 		loc := liveLocs[h]
-		blob, err = s.readBlob(h, loc, blob[:0])
+		blob, err = s.readBlob(h, loc, loc.Flags, blob[:0])
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", where, err)
 		}
@@ -361,7 +420,11 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", where, err)
 		}
-		batch.Set(hashKey(prefixChunk, h), nl.encode(), nil)
+		prefix := byte(prefixChunk)
+		if loc.Flags == pack.FlagNode {
+			prefix = prefixNode
+		}
+		batch.Set(hashKey(prefix, h), nl.encode(), nil)
 	}
 	meta, err := out.finish()
 	if err != nil {
@@ -371,7 +434,7 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 	batch.Set(hashKeyPack(out.id), meta.encode(), nil)
 	batch.Delete(hashKeyPack(old), nil)
 	if err := batch.Commit(pebble.Sync); err != nil {
-		return 0, fmt.Errorf("%s: commit index: %w", where, err)
+		return 0, fmt.Errorf("%s: commit index: %w", where, s.indexError(err))
 	}
 	return meta.Size, s.removePack(old)
 }

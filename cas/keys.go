@@ -11,13 +11,16 @@ import (
 // Index keys are a prefix byte and the key proper. Each prefix is its own
 // keyspace; iterating one never sees another.
 const (
-	prefixChunk = 'c' // chunk hash → chunkLoc
-	prefixNode  = 'n' // node hash → encoded node
-	prefixRef   = 'r' // ref name → tree hash
+	prefixChunk = 'c' // chunk hash → chunkLoc in a pack
+	prefixNode  = 'n' // node hash → chunkLoc of the encoded node in a pack
 	prefixUsed  = 'u' // ref name → last use, unix nanoseconds (LRU for gc --max-size)
-	prefixLease = 'l' // lease ID → hashes it holds
 	prefixPack  = 'p' // pack ID → packMeta
 	prefixStat  = 's' // (device, inode) of an imported file → statEntry
+	prefixMeta  = 'v' // the key alone: the index's version (indexVersion)
+
+	// Keys of format 1, read only to convert such a store: ref name → tree
+	// hash; node hash → encoded node.
+	prefixRef = 'r'
 )
 
 // statEntry remembers what an imported file was, so that importing it
@@ -157,23 +160,4 @@ func decodePackMeta(b []byte) (packMeta, error) {
 		return packMeta{}, fmt.Errorf("pack record: %w", ErrCorrupt)
 	}
 	return packMeta{Size: int64(size), Created: created}, nil
-}
-
-func encodeHashes(hs []digest.Hash) []byte {
-	b := make([]byte, 0, len(hs)*digest.Size)
-	for _, h := range hs {
-		b = append(b, h[:]...)
-	}
-	return b
-}
-
-func decodeHashes(b []byte) ([]digest.Hash, error) {
-	if len(b)%digest.Size != 0 {
-		return nil, fmt.Errorf("hash list of %d bytes: %w", len(b), ErrCorrupt)
-	}
-	hs := make([]digest.Hash, len(b)/digest.Size)
-	for i := range hs {
-		copy(hs[i][:], b[i*digest.Size:])
-	}
-	return hs, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,13 +24,22 @@ type Ref struct {
 // MaxRefNameLen bounds ref names.
 const MaxRefNameLen = 255
 
-// ValidRefName checks that name can name a ref: printable UTF-8, no
-// whitespace, at most 255 bytes.
+// ValidRefName checks that name can name a ref: 1 to 255 bytes of
+// printable UTF-8 without whitespace, and, where it has slashes, a relative
+// path of plain components: no leading or trailing "/", no empty, "." or
+// ".." component. Refs are not files today, but names that could climb out
+// of a directory are refused before anything (an export of refs to files,
+// an S3 key) comes to trust them.
 func ValidRefName(name string) error {
 	bad := name == "" || len(name) > MaxRefNameLen || !utf8.ValidString(name) ||
-		strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f })
+		strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) })
 	if bad {
 		return fmt.Errorf("ref name %q: %w: want 1 to %d printable characters without spaces", name, ErrInvalidArgument, MaxRefNameLen)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == "" || c == "." || c == ".." {
+			return fmt.Errorf("ref name %q: %w: no leading or trailing \"/\", and no empty, \".\" or \"..\" part between slashes", name, ErrInvalidArgument)
+		}
 	}
 	return nil
 }
@@ -45,87 +55,96 @@ func decodeTime(b []byte) time.Time {
 
 // Ref returns the tree a ref names.
 func (s *Store) Ref(name string) (digest.Hash, error) {
-	b, err := s.get(nameKey(prefixRef, name))
-	if err != nil {
-		return digest.Hash{}, fmt.Errorf("ref %q: %w", name, err)
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	if s.refs.f == nil {
+		return digest.Hash{}, ErrClosed
 	}
-	h, err := digest.FromBytes(b)
-	if err != nil {
-		return h, fmt.Errorf("ref %q: %w", name, ErrCorrupt)
-	}
-	return h, nil
-}
-
-// Refs lists every ref, sorted by name.
-func (s *Store) Refs() ([]Ref, error) { return s.refsIn(s.db) }
-
-// refsIn lists the refs r (the index, or a snapshot of it) holds.
-func (s *Store) refsIn(r pebble.Reader) ([]Ref, error) {
-	used := map[string]time.Time{}
-	if err := s.scanIn(r, prefixUsed, func(k, v []byte) error {
-		used[string(k)] = decodeTime(v)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	var refs []Ref
-	err := s.scanIn(r, prefixRef, func(k, v []byte) error {
-		h, err := digest.FromBytes(v)
-		if err != nil {
-			return fmt.Errorf("ref %q: %w", k, ErrCorrupt)
-		}
-		refs = append(refs, Ref{Name: string(k), Tree: h, LastUsed: used[string(k)]})
-		return nil
-	})
-	return refs, err
-}
-
-// SetRef points name at tree, which must be stored, durably.
-func (s *Store) SetRef(name string, tree digest.Hash) error {
-	if err := ValidRefName(name); err != nil {
-		return err
-	}
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
-	ok, err := s.HasNode(tree)
-	if err != nil {
-		return err
-	}
+	e, ok := s.refs.refs[name]
 	if !ok {
-		return fmt.Errorf("ref %q to tree %s: %w", name, tree, ErrNotFound)
+		return digest.Hash{}, fmt.Errorf("ref %q: %w", name, ErrNotFound)
+	}
+	return e.Tree, nil
+}
+
+// Refs lists every ref, sorted by name, with its last use: the index's
+// record of it, or when the ref log set it if the index has none.
+func (s *Store) Refs() ([]Ref, error) {
+	s.refMu.Lock()
+	refs := make([]Ref, 0, len(s.refs.refs))
+	for name, e := range s.refs.refs {
+		refs = append(refs, Ref{Name: name, Tree: e.Tree, LastUsed: time.Unix(0, e.Set)})
+	}
+	s.refMu.Unlock()
+	sort.Slice(refs, func(i, j int) bool { return refs[i].Name < refs[j].Name })
+	// Last-use times are a cache: one that cannot be read is not an error.
+	for i := range refs {
+		if b, err := s.get(nameKey(prefixUsed, refs[i].Name)); err == nil {
+			if t := decodeTime(b); t.After(refs[i].LastUsed) {
+				refs[i].LastUsed = t
+			}
+		}
+	}
+	return refs, nil
+}
+
+// setRefs records changes in the ref log (durably) and then, as a cache,
+// the last use of the refs it sets. The caller holds gcMu shared and has
+// made the trees durable in packs and the index first.
+func (s *Store) setRefs(changes []refChange) error {
+	now := s.opts.Now().UnixNano()
+	s.refMu.Lock()
+	err := s.refs.append(now, changes)
+	s.refMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("store %s: %w", s.dir, err)
+	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return nil
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	b.Set(nameKey(prefixRef, name), tree[:], nil)
-	b.Set(nameKey(prefixUsed, name), encodeTime(s.opts.Now().UnixNano()), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("store %s: set ref %q: %w", s.dir, name, err)
+	for _, c := range changes {
+		if c.Delete {
+			b.Delete(nameKey(prefixUsed, c.Name), nil)
+		} else {
+			b.Set(nameKey(prefixUsed, c.Name), encodeTime(now), nil)
+		}
+	}
+	// The ref log has the change; a lost last-use time costs nothing.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		s.opts.Logf("store %s: record last use: %v", s.dir, s.indexError(err))
 	}
 	return nil
 }
 
 // DeleteRefs drops refs. It drops none unless all exist.
 func (s *Store) DeleteRefs(names ...string) error {
-	b := s.db.NewBatch()
-	defer b.Close()
+	changes := make([]refChange, 0, len(names))
 	for _, name := range names {
 		if _, err := s.Ref(name); err != nil {
 			return err
 		}
-		b.Delete(nameKey(prefixRef, name), nil)
-		b.Delete(nameKey(prefixUsed, name), nil)
+		changes = append(changes, refChange{Name: name, Delete: true})
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("store %s: delete refs: %w", s.dir, err)
-	}
-	return nil
+	// Under gcMu so that GC sees the refs either before or after.
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	return s.setRefs(changes)
 }
 
 // Touch records that a ref was used now, for gc --max-size's LRU order.
 // Losing a touch in a crash is harmless, so it does not sync.
 func (s *Store) Touch(name string) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
 	if err := s.db.Set(nameKey(prefixUsed, name), encodeTime(s.opts.Now().UnixNano()), pebble.NoSync); err != nil {
-		return fmt.Errorf("store %s: touch ref %q: %w", s.dir, name, err)
+		return fmt.Errorf("touch ref %q: %w", name, s.indexError(err))
 	}
 	return nil
 }
@@ -155,29 +174,14 @@ func (s *Store) Resolve(refOrHash string) (digest.Hash, error) {
 	return h, nil
 }
 
-// PutLease records that a running build holds hashes (trees, nodes or
-// chunks): GC keeps them and what they reach until DeleteLease.
-func (s *Store) PutLease(id string, hashes []digest.Hash) error {
-	if id == "" {
-		return fmt.Errorf("lease ID: %w", ErrInvalidArgument)
-	}
-	if err := s.db.Set(nameKey(prefixLease, id), encodeHashes(hashes), pebble.Sync); err != nil {
-		return fmt.Errorf("store %s: lease %q: %w", s.dir, id, err)
-	}
-	return nil
-}
-
-// DeleteLease drops a lease.
-func (s *Store) DeleteLease(id string) error {
-	if err := s.db.Delete(nameKey(prefixLease, id), pebble.Sync); err != nil {
-		return fmt.Errorf("store %s: lease %q: %w", s.dir, id, err)
-	}
-	return nil
-}
-
-// scan calls fn for every key of one keyspace (without the prefix byte) and
-// its value. The slices are valid only during the call.
+// scan calls fn for every key of one keyspace of the index (without the
+// prefix byte) and its value. The slices are valid only during the call.
 func (s *Store) scan(prefix byte, fn func(k, v []byte) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
 	return s.scanIn(s.db, prefix, fn)
 }
 
@@ -186,13 +190,13 @@ func (s *Store) scanIn(r pebble.Reader, prefix byte, fn func(k, v []byte) error)
 	lo, hi := prefixBounds(prefix)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return fmt.Errorf("store %s: read index: %w", s.dir, err)
+		return s.indexError(err)
 	}
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
-			return fmt.Errorf("store %s: read index: %w", s.dir, err)
+			return s.indexError(err)
 		}
 		if err := fn(it.Key()[1:], v); err != nil {
 			it.Close()
@@ -200,7 +204,7 @@ func (s *Store) scanIn(r pebble.Reader, prefix byte, fn func(k, v []byte) error)
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("store %s: read index: %w", s.dir, err)
+		return s.indexError(err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/cas/pack"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 
@@ -39,9 +40,24 @@ const defaultPackSize = 64 << 20
 // Store is an open content-addressed store.
 type Store struct {
 	dir  string
-	db   *pebble.DB
 	lock *os.File
 	opts Options
+
+	// dbMu guards db: every index access holds it shared; replacing the
+	// index with a rebuilt one holds it exclusively.
+	dbMu sync.RWMutex
+	db   *pebble.DB
+
+	// refMu guards refs, the ref log and what it holds (the truth about
+	// refs; the index keeps none).
+	refMu sync.Mutex
+	refs  *refLog
+
+	// damageMu guards damage: what Open found the index to lack that the
+	// ref log needs. GC refuses to run while it is not empty; fsck
+	// reports it and fsck --repair rebuilds the index.
+	damageMu sync.Mutex
+	damage   []string
 
 	// gcMu orders GC against writers: a Writer holds it shared while it
 	// looks a hash up and records it as held, GC holds it exclusively
@@ -59,18 +75,26 @@ type Store struct {
 
 	mu      sync.Mutex
 	writers map[*Writer]struct{}
-	pins    map[digest.Hash]int // trees in use by this process: mounts, exports
-	packs   map[packID]*os.File // open pack readers
+	pins    map[digest.Hash]int   // trees in use by this process: mounts, exports
+	packs   map[packID]packReader // open pack readers
 	closed  bool
+}
+
+// packReader is an open pack and its size, which bounds what the index may
+// ask of it.
+type packReader struct {
+	f    *os.File
+	size int64
 }
 
 // Layout of a store directory.
 const (
-	indexDir = "index"
-	packsDir = "packs"
-	tmpDir   = "tmp"
-	lockFile = "store.lock"
-	packExt  = ".pack"
+	indexDir   = "index"
+	packsDir   = "packs"
+	tmpDir     = "tmp"
+	lockFile   = "store.lock"
+	packExt    = ".pack"
+	formatFile = "format"
 )
 
 // Open opens the store at dir, creating it if needed. It fails with
@@ -97,7 +121,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, lock: lock, opts: opts, racyWindow: 2 * time.Second, writers: map[*Writer]struct{}{}, pins: map[digest.Hash]int{}, packs: map[packID]*os.File{}}
+	s := &Store{dir: dir, lock: lock, opts: opts, racyWindow: 2 * time.Second, writers: map[*Writer]struct{}{}, pins: map[digest.Hash]int{}, packs: map[packID]packReader{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -114,19 +138,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.cleanTmp(); err != nil {
 		return nil, err
 	}
-	// A block cache that holds the index of a large store: lookups of
-	// chunks and nodes are what imports and mounts wait on.
-	cache := pebble.NewCache(128 << 20)
-	defer cache.Unref()
-	db, err := pebble.Open(filepath.Join(dir, indexDir), &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{logf: opts.Logf},
-		Cache:              cache,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store index %s: %w", filepath.Join(dir, indexDir), err)
+	if err := s.checkFormat(); err != nil {
+		return nil, err
 	}
-	s.db = db
+	if s.refs, err = openRefLog(dir, true, opts.Logf); err != nil {
+		return nil, err
+	}
+	if err := s.openIndex(); err != nil {
+		s.refs.close()
+		return nil, err
+	}
+	s.checkIndex()
 	ok = true
 	return s, nil
 }
@@ -180,12 +202,20 @@ func (s *Store) Close() error {
 		w.Abort()
 	}
 	s.mu.Lock()
-	for id, f := range s.packs {
-		f.Close()
+	for id, p := range s.packs {
+		p.f.Close()
 		delete(s.packs, id)
 	}
 	s.mu.Unlock()
+	s.dbMu.Lock()
 	err := s.db.Close()
+	s.db = nil
+	s.dbMu.Unlock()
+	s.refMu.Lock()
+	if rerr := s.refs.close(); err == nil {
+		err = rerr
+	}
+	s.refMu.Unlock()
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
 	}
@@ -285,12 +315,17 @@ func (s *Store) packPath(id packID) string {
 
 // get reads one index value, copied out of pebble's buffer.
 func (s *Store) get(key []byte) ([]byte, error) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
 	v, closer, err := s.db.Get(key)
 	if err != nil {
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, ErrNotFound
 		}
-		return nil, fmt.Errorf("read store index %s: %w", s.dir, err)
+		return nil, s.indexError(err)
 	}
 	out := bytes.Clone(v)
 	closer.Close()
@@ -298,25 +333,27 @@ func (s *Store) get(key []byte) ([]byte, error) {
 }
 
 func (s *Store) has(key []byte) (bool, error) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return false, ErrClosed
+	}
 	_, closer, err := s.db.Get(key)
 	if err != nil {
 		if errors.Is(err, pebble.ErrNotFound) {
 			return false, nil
 		}
-		return false, fmt.Errorf("read store index %s: %w", s.dir, err)
+		return false, s.indexError(err)
 	}
 	closer.Close()
 	return true, nil
 }
 
-// Node reads and verifies the node named h.
+// Node reads and verifies the node named h from its pack.
 func (s *Store) Node(h digest.Hash) (*node.Node, error) {
-	b, err := s.get(hashKey(prefixNode, h))
+	b, err := s.readNode(h, nil)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", h, err)
-	}
-	if digest.Sum(b) != h {
-		return nil, fmt.Errorf("node %s: stored bytes hash to %s: %w", h, digest.Sum(b), ErrCorrupt)
+		return nil, err
 	}
 	n, err := node.Decode(b)
 	if err != nil {
@@ -325,31 +362,58 @@ func (s *Store) Node(h digest.Hash) (*node.Node, error) {
 	return n, nil
 }
 
+// readNode appends node h's encoding, verified against h, to buf.
+func (s *Store) readNode(h digest.Hash, buf []byte) ([]byte, error) {
+	return s.readIndexed(prefixNode, h, buf)
+}
+
 // HasNode reports whether the index holds node h.
 func (s *Store) HasNode(h digest.Hash) (bool, error) { return s.has(hashKey(prefixNode, h)) }
 
-// chunkLocation reads where chunk h is stored.
-func (s *Store) chunkLocation(h digest.Hash) (chunkLoc, error) {
-	b, err := s.get(hashKey(prefixChunk, h))
+// location reads where the blob (chunk or node) h is stored.
+func (s *Store) location(prefix byte, h digest.Hash) (chunkLoc, error) {
+	b, err := s.get(hashKey(prefix, h))
 	if err != nil {
-		return chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
+		return chunkLoc{}, fmt.Errorf("%s %s: %w", blobKind(prefix), h, err)
 	}
 	loc, err := decodeChunkLoc(b)
 	if err != nil {
-		return chunkLoc{}, fmt.Errorf("chunk %s: %w", h, err)
+		return chunkLoc{}, fmt.Errorf("%s %s: %w", blobKind(prefix), h, err)
 	}
 	return loc, nil
 }
 
-// ChunkError is a chunk that cannot be read, with the pack it lives in.
+func blobKind(prefix byte) string {
+	if prefix == prefixNode {
+		return "node"
+	}
+	return "chunk"
+}
+
+// blobFlags is what a pack entry's flags must be for a blob of the kind
+// the prefix names.
+func blobFlags(prefix byte) uint8 {
+	if prefix == prefixNode {
+		return pack.FlagNode
+	}
+	return 0
+}
+
+// ChunkError is a chunk (or node) that cannot be read, with the pack it
+// lives in.
 type ChunkError struct {
 	Chunk digest.Hash
 	Pack  string
 	Err   error
+	Node  bool // a tree node, not file content
 }
 
 func (e *ChunkError) Error() string {
-	return fmt.Sprintf("chunk %s in pack %s: %v", e.Chunk, e.Pack, e.Err)
+	kind := "chunk"
+	if e.Node {
+		kind = "node"
+	}
+	return fmt.Sprintf("%s %s in pack %s: %v", kind, e.Chunk, e.Pack, e.Err)
 }
 
 func (e *ChunkError) Unwrap() error { return e.Err }
@@ -357,70 +421,99 @@ func (e *ChunkError) Unwrap() error { return e.Err }
 // ReadChunk appends chunk h's content to buf and returns it. The content is
 // verified against h: corruption is an error, never wrong data.
 func (s *Store) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
+	return s.readIndexed(prefixChunk, h, buf)
+}
+
+// readIndexed reads the blob the index locates under prefix and h.
+func (s *Store) readIndexed(prefix byte, h digest.Hash, buf []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
-		loc, err := s.chunkLocation(h)
+		loc, err := s.location(prefix, h)
 		if err != nil {
 			return buf, err
 		}
-		out, err := s.readBlob(h, loc, buf)
-		// GC may have moved the chunk to a new pack and removed the old
-		// one after we read the location: look it up again, once.
-		if (errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrClosed)) && attempt == 0 {
-			continue
+		out, err := s.readBlob(h, loc, blobFlags(prefix), buf)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrClosed) {
+			// GC may have moved the blob to a new pack and removed the
+			// old one after we read the location: look it up again, once.
+			if attempt == 0 {
+				continue
+			}
+			// A pack the index never knew is a damaged location.
+			if known, kerr := s.has(hashKeyPack(loc.Pack)); kerr == nil && !known {
+				err = &ChunkError{Chunk: h, Pack: loc.Pack.String(), Node: prefix == prefixNode,
+					Err: fmt.Errorf("the index locates it in a pack it does not know: %w", ErrCorrupt)}
+			}
 		}
 		return out, err
 	}
 }
 
-func (s *Store) readBlob(h digest.Hash, loc chunkLoc, buf []byte) ([]byte, error) {
-	if loc.Flags != 0 {
-		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: fmt.Errorf("unknown flags %#x: %w", loc.Flags, ErrCorrupt)}
+// readBlob appends the blob at loc to buf, after checking that loc is one
+// the pack can hold (a damaged index must not make us allocate gigabytes
+// or read past the blobs) and that its flags are the ones wanted, and
+// verifies the bytes against h.
+func (s *Store) readBlob(h digest.Hash, loc chunkLoc, flags uint8, buf []byte) ([]byte, error) {
+	isNode := flags == pack.FlagNode
+	fail := func(err error) ([]byte, error) {
+		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err, Node: isNode}
 	}
-	f, err := s.packFile(loc.Pack)
+	if loc.Flags != flags {
+		return fail(fmt.Errorf("flags %#x where %#x belong: %w", loc.Flags, flags, ErrCorrupt))
+	}
+	p, err := s.packFile(loc.Pack)
 	if err != nil {
-		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err}
+		return fail(err)
+	}
+	if loc.Length > pack.MaxBlob || loc.Offset < pack.HeaderSize || loc.Offset+int64(loc.Length) > p.size {
+		return fail(fmt.Errorf("index says offset %d+%d, outside a pack of %d bytes: %w", loc.Offset, loc.Length, p.size, ErrCorrupt))
 	}
 	start := len(buf)
 	// Grow without a zeroed temporary: chunks are read on every cold
 	// FUSE read, and each extra pass over the bytes shows.
 	buf = slices.Grow(buf, int(loc.Length))[:start+int(loc.Length)]
-	if _, err := f.ReadAt(buf[start:], loc.Offset); err != nil {
+	if _, err := p.f.ReadAt(buf[start:], loc.Offset); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("pack is shorter than offset %d+%d: %w", loc.Offset, loc.Length, ErrCorrupt)
 		}
-		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err}
+		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err, Node: isNode}
 	}
 	if got := digest.Sum(buf[start:]); got != h {
-		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(),
+		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(), Node: isNode,
 			Err: fmt.Errorf("content at offset %d hashes to %s: %w", loc.Offset, got.Short(), ErrCorrupt)}
 	}
 	return buf, nil
 }
 
 // packFile returns an open reader for a pack, opening it once.
-func (s *Store) packFile(id packID) (*os.File, error) {
+func (s *Store) packFile(id packID) (packReader, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrClosed
+		return packReader{}, ErrClosed
 	}
-	if f, ok := s.packs[id]; ok {
-		return f, nil
+	if p, ok := s.packs[id]; ok {
+		return p, nil
 	}
 	f, err := os.Open(s.packPath(id))
 	if err != nil {
-		return nil, err
+		return packReader{}, err
 	}
-	s.packs[id] = f
-	return f, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return packReader{}, err
+	}
+	p := packReader{f: f, size: st.Size()}
+	s.packs[id] = p
+	return p, nil
 }
 
 // forgetPack closes the cached reader of a pack about to be deleted.
 func (s *Store) forgetPack(id packID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f, ok := s.packs[id]; ok {
-		f.Close()
+	if p, ok := s.packs[id]; ok {
+		p.f.Close()
 		delete(s.packs, id)
 	}
 }

@@ -281,22 +281,37 @@ func flipByte(t *testing.T, path string, off int64) {
 }
 
 func TestCorruptNodeIsDetected(t *testing.T) {
-	s := openTestStore(t, Options{})
 	ctx := context.Background()
-	res, err := s.Import(ctx, makeTree(t), ImportOptions{Refs: []string{"t"}})
-	must(t, err)
-	enc, err := s.get(hashKey(prefixNode, res.Tree))
-	must(t, err)
 	tests := []struct {
-		name string
-		val  []byte
+		name    string
+		corrupt func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte)
 	}{
-		{"truncated", enc[:len(enc)/2]},
-		{"bit flip", append(append([]byte{}, enc[:3]...), append([]byte{enc[3] ^ 1}, enc[4:]...)...)},
+		{"node bytes in the pack", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
+			s.forgetPack(loc.Pack)
+			flipByte(t, s.packPath(loc.Pack), loc.Offset+3)
+		}},
+		{"index record truncated", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
+			must(t, s.db.Set(hashKey(prefixNode, tree), enc[:len(enc)/2], nil))
+		}},
+		{"index record names another pack", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
+			loc.Pack[0] ^= 1
+			must(t, s.db.Set(hashKey(prefixNode, tree), loc.encode(), nil))
+		}},
+		{"index record points past the pack", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
+			loc.Length = 1 << 31
+			must(t, s.db.Set(hashKey(prefixNode, tree), loc.encode(), nil))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			must(t, s.db.Set(hashKey(prefixNode, res.Tree), tt.val, nil))
+			s := openTestStore(t, Options{})
+			res, err := s.Import(ctx, makeTree(t), ImportOptions{Refs: []string{"t"}})
+			must(t, err)
+			enc, err := s.get(hashKey(prefixNode, res.Tree))
+			must(t, err)
+			loc, err := decodeChunkLoc(enc)
+			must(t, err)
+			tt.corrupt(t, s, res.Tree, loc, enc)
 			if _, err := s.Node(res.Tree); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Node: %v, want ErrCorrupt", err)
 			}

@@ -2,6 +2,7 @@ package cas
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,9 @@ type RefUsage struct {
 	// UniqueBytes is stored chunk content that no other ref reaches: what
 	// dropping this ref (and GC) would free.
 	UniqueBytes int64
+	// Unreadable, when set, says why the ref's tree could not be walked
+	// (a damaged index or pack): the sizes are then unknown, and zero.
+	Unreadable string
 }
 
 // treeInfo is what one tree reaches.
@@ -93,15 +97,22 @@ func (s *Store) RefUsage(ctx context.Context) ([]RefUsage, error) {
 		return nil, err
 	}
 	infos := map[digest.Hash]treeInfo{}
+	unreadable := map[digest.Hash]string{}
 	treeRefs := map[digest.Hash]int{}
 	for _, r := range refs {
 		treeRefs[r.Tree]++
-		if _, ok := infos[r.Tree]; ok {
+		if _, ok := infos[r.Tree]; ok || unreadable[r.Tree] != "" {
 			continue
 		}
 		info, err := s.analyze(ctx, r.Tree)
 		if err != nil {
-			return nil, err
+			if ctx.Err() != nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt)) {
+				return nil, err
+			}
+			// A listing of refs stays a listing when a tree cannot be
+			// read: the ref log still names it, and fsck says why.
+			unreadable[r.Tree] = err.Error()
+			continue
 		}
 		infos[r.Tree] = info
 	}
@@ -114,7 +125,7 @@ func (s *Store) RefUsage(ctx context.Context) ([]RefUsage, error) {
 	out := make([]RefUsage, len(refs))
 	for i, r := range refs {
 		info := infos[r.Tree]
-		out[i] = RefUsage{Ref: r, LogicalBytes: info.logical}
+		out[i] = RefUsage{Ref: r, LogicalBytes: info.logical, Unreadable: unreadable[r.Tree]}
 		if treeRefs[r.Tree] > 1 {
 			continue // another ref holds the same tree
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/cas/pack"
 )
 
 // Writer adds chunks and nodes to a store. Chunks go into a pack file of
@@ -23,10 +24,13 @@ import (
 type Writer struct {
 	s *Store
 
-	mu      sync.Mutex
-	pack    *packOutput // nil between packs
-	batch   *pebble.Batch
-	pending int // index entries in batch
+	mu   sync.Mutex
+	pack *packOutput // nil between packs
+	// pending are the index entries of blobs in finished packs and of
+	// the current pack, committed by the next flush. They are kept here,
+	// not in a pebble batch, so that a Writer outlives an index rebuilt
+	// under it.
+	pending []indexEntry
 	stats   WriteStats
 	err     error // first error; the Writer refuses work after it
 	closed  bool
@@ -52,7 +56,7 @@ type WriteStats struct {
 // NewWriter starts a Writer. Close it when done, whether or not it
 // committed.
 func (s *Store) NewWriter() (*Writer, error) {
-	w := &Writer{s: s, batch: s.db.NewBatch(), held: map[digest.Hash]struct{}{}}
+	w := &Writer{s: s, held: map[digest.Hash]struct{}{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -134,29 +138,34 @@ func (w *Writer) PutChunk(h digest.Hash, data []byte) (bool, error) {
 	if stored {
 		return false, nil
 	}
+	if err := w.addBlob(key, h, data, 0); err != nil {
+		return false, err
+	}
+	w.stats.NewChunks++
+	w.stats.NewBytes += int64(len(data))
+	return true, nil
+}
+
+// addBlob appends a blob to the Writer's pack, starting one if needed, and
+// queues its index entry.
+func (w *Writer) addBlob(key []byte, h digest.Hash, data []byte, flags uint8) error {
+	var err error
 	if w.pack == nil {
 		if w.pack, err = w.s.newPackOutput(); err != nil {
-			return false, w.fail(err)
+			return w.fail(err)
 		}
 		w.stats.Packs++
 	}
-	loc, err := w.pack.add(h, data, len(data), 0)
+	loc, err := w.pack.add(h, data, len(data), flags)
 	if err != nil {
-		return false, w.fail(err)
+		return w.fail(err)
 	}
-	if err := w.batch.Set(key, loc.encode(), nil); err != nil {
-		return false, w.fail(err)
-	}
-	w.pending++
+	w.pending = append(w.pending, indexEntry{key: key, value: loc.encode()})
 	w.hold(h)
-	w.stats.NewChunks++
-	w.stats.NewBytes += int64(len(data))
 	if w.pack.size() >= w.s.opts.PackSize {
-		if err := w.flushLocked(pebble.NoSync); err != nil {
-			return true, err
-		}
+		return w.flushLocked(pebble.NoSync)
 	}
-	return true, nil
+	return nil
 }
 
 // PutNode stores n and returns its hash. The chunks and child nodes it
@@ -183,11 +192,11 @@ func (w *Writer) PutNode(n *node.Node) (digest.Hash, error) {
 	if stored {
 		return h, nil
 	}
-	if err := w.batch.Set(key, enc, nil); err != nil {
-		return h, w.fail(err)
+	// Into the pack, beside the chunks it names: the index only locates
+	// it, and can be rebuilt from the pack's footer.
+	if err := w.addBlob(key, h, enc, pack.FlagNode); err != nil {
+		return h, err
 	}
-	w.pending++
-	w.hold(h)
 	w.stats.NewNodes++
 	return h, nil
 }
@@ -200,10 +209,7 @@ func (w *Writer) putStat(key []byte, e statEntry) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if err := w.batch.Set(key, e.encode(), nil); err != nil {
-		return w.fail(err)
-	}
-	w.pending++
+	w.pending = append(w.pending, indexEntry{key: key, value: e.encode()})
 	return nil
 }
 
@@ -229,19 +235,28 @@ func (w *Writer) Commit(tree digest.Hash, refs ...string) error {
 			return fmt.Errorf("commit tree %s: %w", tree, ErrNotFound)
 		}
 	}
-	now := w.s.opts.Now().UnixNano()
-	for _, r := range refs {
-		if err := w.batch.Set(nameKey(prefixRef, r), tree[:], nil); err != nil {
-			return w.fail(err)
-		}
-		if err := w.batch.Set(nameKey(prefixUsed, r), encodeTime(now), nil); err != nil {
-			return w.fail(err)
-		}
-		w.pending++
+	// The ref log is the truth about refs and the index a cache of the
+	// packs: the packs and the index entries go first (synced; pebble's
+	// log is sequential, so this makes every batch the Writer committed
+	// before durable too), then the ref log record that makes the refs
+	// exist. A crash in between leaves garbage, never a ref to data the
+	// index lacks. GC is held off throughout.
+	w.s.gcMu.RLock()
+	defer w.s.gcMu.RUnlock()
+	if err := w.flushHeld(pebble.Sync); err != nil {
+		return err
 	}
-	// Pebble's log is sequential: syncing this batch makes every batch the
-	// Writer committed before it durable too.
-	return w.flushLocked(pebble.Sync)
+	if len(refs) == 0 {
+		return nil
+	}
+	changes := make([]refChange, len(refs))
+	for i, r := range refs {
+		changes[i] = refChange{Name: r, Tree: tree}
+	}
+	if err := w.s.setRefs(changes); err != nil {
+		return w.fail(err)
+	}
+	return nil
 }
 
 // Stats returns the Writer's counters.
@@ -261,7 +276,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	w.discardPack()
-	w.batch.Close()
+	w.pending = nil
 	w.s.mu.Lock()
 	delete(w.s.writers, w)
 	w.s.mu.Unlock()
@@ -288,35 +303,48 @@ func (w *Writer) flushLocked(sync *pebble.WriteOptions) error {
 	// rename until the index knows the pack.
 	w.s.gcMu.RLock()
 	defer w.s.gcMu.RUnlock()
+	return w.flushHeld(sync)
+}
+
+// flushHeld is flushLocked with gcMu already held shared.
+func (w *Writer) flushHeld(sync *pebble.WriteOptions) error {
 	if w.pack != nil {
 		meta, err := w.pack.finish()
 		if err != nil {
 			w.discardPack()
 			return w.fail(err)
 		}
-		if err := w.batch.Set(hashKeyPack(w.pack.id), meta.encode(), nil); err != nil {
-			return w.fail(err)
-		}
+		w.pending = append(w.pending, indexEntry{key: hashKeyPack(w.pack.id), value: meta.encode()})
 		w.pack = nil
-		w.pending++
+	}
+	w.s.dbMu.RLock()
+	defer w.s.dbMu.RUnlock()
+	if w.s.db == nil {
+		return w.fail(ErrClosed)
 	}
 	switch {
-	case w.pending > 0:
-		if err := w.batch.Commit(sync); err != nil {
-			return w.fail(fmt.Errorf("store %s: commit index: %w", w.s.dir, err))
+	case len(w.pending) > 0:
+		b := w.s.db.NewBatch()
+		defer b.Close()
+		for _, e := range w.pending {
+			b.Set(e.key, e.value, nil)
 		}
-		w.batch.Close()
-		w.batch = w.s.db.NewBatch()
-		w.pending = 0
+		if err := b.Commit(sync); err != nil {
+			return w.fail(fmt.Errorf("store %s: commit index: %w", w.s.dir, w.s.indexError(err)))
+		}
+		w.pending = w.pending[:0]
 	case sync == pebble.Sync:
 		// Nothing new, but the caller wants what was committed before
 		// made durable: a synced log record does that.
 		if err := w.s.db.LogData([]byte("sync"), pebble.Sync); err != nil {
-			return w.fail(fmt.Errorf("store %s: sync index: %w", w.s.dir, err))
+			return w.fail(fmt.Errorf("store %s: sync index: %w", w.s.dir, w.s.indexError(err)))
 		}
 	}
 	return nil
 }
+
+// indexEntry is one key and value a Writer will commit to the index.
+type indexEntry struct{ key, value []byte }
 
 func hashKeyPack(id packID) []byte {
 	return append([]byte{prefixPack}, id[:]...)

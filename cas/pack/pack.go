@@ -38,11 +38,16 @@ var (
 	castagnoli   = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// Flags describe how a blob is stored.
+// Flags describe what a blob is and how it is stored.
 const (
-	// FlagZstd marks a blob compressed with zstd; RawLength is its size
-	// after decompression.
+	// FlagZstd is reserved for blobs compressed with zstd (RawLength
+	// their decompressed size). Nothing writes it yet; readers refuse it.
 	FlagZstd uint8 = 1 << iota
+	// FlagNode marks an encoded tree node (package node) rather than a
+	// chunk of file content. Nodes live in packs beside the chunks they
+	// name, so that a pack's footer says everything the index needs to
+	// be rebuilt from the packs alone.
+	FlagNode
 )
 
 // ErrBroken is returned by a Writer after its first error.
