@@ -150,6 +150,8 @@ type RefInfo struct {
 	LogicalBytes int64     `json:"logical_bytes"`
 	UniqueBytes  int64     `json:"unique_bytes"`
 	LastUsed     time.Time `json:"last_used"`
+	// Unreadable says why the tree could not be walked (sizes unknown).
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // RemoveRequest drops refs.

@@ -412,7 +412,7 @@ func (d *Daemon) refs(ctx context.Context, _ []byte, _ func(event) error) (any, 
 	}
 	out := make([]RefInfo, len(refs))
 	for i, r := range refs {
-		out[i] = RefInfo{r.Name, r.Tree.String(), r.LogicalBytes, r.UniqueBytes, r.LastUsed.UTC()}
+		out[i] = RefInfo{r.Name, r.Tree.String(), r.LogicalBytes, r.UniqueBytes, r.LastUsed.UTC(), r.Unreadable}
 	}
 	return out, nil
 }

@@ -1,13 +1,13 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -145,15 +145,22 @@ func spawn(ctx context.Context, c *Client, dir string, opts SpawnOptions) error 
 	}
 }
 
-// logTail returns what the daemon logged since offset start.
+// logTail returns why a daemon that exited at start did so: the error line
+// it printed last ("forge daemon: …"), or else the last few whole lines it
+// logged since offset start, never a cut through a multi-line dump.
 func logTail(path string, start int64) string {
 	b, err := os.ReadFile(path)
 	if err != nil || int64(len(b)) < start {
 		return "see " + path
 	}
-	b = bytes.TrimSpace(b[start:])
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
+	lines := strings.Split(strings.TrimSpace(string(b[start:])), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "forge daemon: ") {
+			return strings.TrimPrefix(lines[i], "forge daemon: ")
+		}
 	}
-	return string(b)
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	return strings.Join(lines, "\n") + " (see " + path + ")"
 }

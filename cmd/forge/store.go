@@ -264,11 +264,23 @@ func runLs(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "REF\tTREE\tLOGICAL\tUNIQUE\tLAST USED")
+		unreadable := 0
 		for _, r := range refs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Tree[:12], humanBytes(r.LogicalBytes),
-				humanBytes(r.UniqueBytes), r.LastUsed.Local().Format("2006-01-02 15:04:05"))
+			logical, unique := humanBytes(r.LogicalBytes), humanBytes(r.UniqueBytes)
+			if r.Unreadable != "" {
+				logical, unique = "?", "?"
+				unreadable++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Tree[:12], logical,
+				unique, r.LastUsed.Local().Format("2006-01-02 15:04:05"))
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if unreadable > 0 {
+			fmt.Fprintf(e.stderr, "%d refs' trees cannot be read (sizes \"?\"): forge store fsck says why\n", unreadable)
+		}
+		return nil
 	})
 }
 
@@ -366,6 +378,9 @@ func runFsck(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		fmt.Fprintf(e.stderr, "checked %d chunks, %d nodes, %d packs, %d refs: %d problems; garbage for gc: %d packs, %d nodes\n",
 			res.Chunks, res.Nodes, res.Packs, res.Refs, len(res.Problems), res.GarbagePacks, res.GarbageNodes)
 		if len(res.Problems) > 0 {
+			if !repair {
+				fmt.Fprintln(e.stderr, "forge store fsck --repair rebuilds the index from the packs and the ref log, drops what cannot be read and the refs that need it")
+			}
 			return &exitError{code: 1}
 		}
 		return nil
