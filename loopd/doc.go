@@ -28,9 +28,15 @@
 // request is handled, whatever its outcome; a client holds at most
 // Config.MaxPerClient devices. loopd never opens a path a client names.
 //
-// Nodes created in a client's directory are not removed when the device is
-// detached: loopd keeps no handle on the directory (it would pin the
-// client's mounts), and the client owns that directory anyway.
+// Releasing a device (its client gone) revokes the nodes loopd made for it
+// before the device is detached: each node is held from its creation by an
+// O_PATH handle on its inode, which becomes root's, mode 0000, so that no
+// name a client gave it (a hard link, a rename) and no O_PATH fd it kept
+// opens the device once the next client has it. The node's name is then
+// removed from the directory, through a handle on the directory held with
+// the device (it pins the directory's mount while the device is held, as
+// the backing file pins its own). A device whose node could not be revoked
+// stays bound to its client's file until loopd exits.
 //
 // The loop ioctls are in package loopdev, the partition table parser in
 // package ptable.

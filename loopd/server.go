@@ -51,6 +51,10 @@ type Server struct {
 	clients map[*client]struct{}
 	byPID   map[int32]*client // datagram clients by process
 	conns   map[*net.UnixConn]struct{}
+	// quarantine holds devices whose nodes could not be revoked: they stay
+	// bound to their client's file, so that no one else gets them while
+	// the client may still open them. They are detached at shutdown.
+	quarantine []*held
 
 	wg sync.WaitGroup // connections, datagram workers, PID watchers
 }
@@ -144,6 +148,15 @@ func (s *Server) shutdown(seq *net.UnixListener, dgram *net.UnixConn, loops *syn
 		s.release(c, "loopd is shutting down")
 	}
 	s.wg.Wait()
+	s.mu.Lock()
+	quarantine := s.quarantine
+	s.quarantine = nil
+	s.mu.Unlock()
+	for _, h := range quarantine {
+		// Once loopd's fd is closed the kernel would clear the device
+		// anyway (autoclear); detach it in order.
+		s.detach(h)
+	}
 	s.ctl.Close()
 }
 
