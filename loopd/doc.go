@@ -26,7 +26,14 @@
 // directory must be owned by a non-root client; messages carry at most
 // MaxFDs fds and MaxMessageSize bytes; every fd received is closed once the
 // request is handled, whatever its outcome; a client holds at most
-// Config.MaxPerClient devices. loopd never opens a path a client names.
+// Config.MaxPerClient devices, and the clients of one uid other than root
+// Config.MaxPerUID together. loopd never opens a path a client names.
+//
+// A SEQPACKET peer is checked when its connection is accepted: anyone who
+// may not use loopd is answered and closed at once. Connections of users
+// other than root are capped per uid and together, root's apart, so that
+// no one can use up root's; one that holds no device and sends nothing for
+// Config.IdleTimeout is closed.
 //
 // Releasing a device (its client gone) revokes the nodes loopd made for it
 // before the device is detached: each node is held from its creation by an

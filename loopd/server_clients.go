@@ -207,15 +207,33 @@ func (s *Server) drop(c *client, h *held) {
 	s.detach(h)
 }
 
-// detach detaches the device of h, which has no nodes left.
+// detach detaches the device of h (which has no nodes left) and stops
+// counting it against its uid.
 func (s *Server) detach(h *held) {
 	if err := h.dev.Detach(); err != nil {
 		s.log.Warn("detach", "device", h.dev.Name(), "error", err)
 	}
+	s.mu.Lock()
+	s.uncount(h.uid)
+	s.mu.Unlock()
 }
 
-// reserve claims one of the client's device slots before attaching, so
-// concurrent requests cannot exceed the cap.
+// uncount takes one device off uid's count; s.mu must be held.
+func (s *Server) uncount(uid uint32) {
+	if s.devsByUID[uid]--; s.devsByUID[uid] <= 0 {
+		delete(s.devsByUID, uid)
+	}
+}
+
+// holds reports whether the client holds a device.
+func (s *Server) holds(c *client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(c.devices) > 0
+}
+
+// reserve claims one of the client's device slots, and one of its uid's,
+// before attaching, so concurrent requests cannot exceed the caps.
 func (s *Server) reserve(c *client) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,13 +244,17 @@ func (s *Server) reserve(c *client) error {
 		return fmt.Errorf("%w: the client went away", ErrClosed)
 	case len(c.devices)+c.reserved >= s.cfg.MaxPerClient:
 		return fmt.Errorf("%w: the client already holds %d devices (--max-per-client)", ErrLimit, s.cfg.MaxPerClient)
+	case c.uid != 0 && s.devsByUID[c.uid] >= s.cfg.MaxPerUID:
+		return fmt.Errorf("%w: uid %d already holds %d devices (--max-per-uid)", ErrLimit, c.uid, s.cfg.MaxPerUID)
 	}
 	c.reserved++
+	s.devsByUID[c.uid]++
 	return nil
 }
 
 // keep turns a reservation into a held device, unless the client or the
-// server went away meanwhile; the caller then drops the device.
+// server went away meanwhile; the caller then drops the device (which
+// takes it off the uid's count).
 func (s *Server) keep(c *client, h *held) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -251,6 +273,7 @@ func (s *Server) keep(c *client, h *held) error {
 func (s *Server) unreserve(c *client) {
 	s.mu.Lock()
 	c.reserved--
+	s.uncount(c.uid)
 	s.mu.Unlock()
 }
 

@@ -99,8 +99,8 @@ func (s *Server) attach(ctx context.Context, c *client, msg message, out *outcom
 	h := &held{dev: dev, uid: c.uid, dir: -1}
 	undo := func(err error) (Response, error) {
 		if reserved {
-			// The client's reservation is given back here, as the
-			// deferred unreserve is not for a device that was attached.
+			// drop takes the device off the uid's count; the client's
+			// reservation is given back here.
 			s.mu.Lock()
 			c.reserved--
 			s.mu.Unlock()

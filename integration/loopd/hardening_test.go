@@ -31,6 +31,11 @@ import (
 //     open every path it kept, reading through those it can open.
 //   - "open": a group member opens its device and keeps it open past the
 //     release; then it unbinds it (LOOP_CLR_FD) and reads through it.
+//   - "flood": opens "count" SEQPACKET connections and sends nothing;
+//     after "check" on stdin it reports how each ended.
+//   - "devices": asks for a device on each of "clients" clients (seqpacket
+//     connections or datagram processes), every one of them held, and
+//     reports the replies.
 const attackScript = `
 import array, errno, json, os, select, socket, subprocess, sys, time
 
@@ -133,6 +138,73 @@ elif mode == "open":
         got = errno.errorcode[e.errno]
     os.close(fd)
     out({"read": got})
+elif mode == "flood":
+    socks = []
+    for i in range(cfg["count"]):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.settimeout(10)
+        try:
+            s.connect(cfg["socket"])
+        except OSError as e:
+            out({"connect_error": str(e), "opened": len(socks)})
+            sys.exit(1)
+        socks.append((s, time.monotonic()))
+    out({"opened": len(socks)})
+    sys.stdin.readline()
+    ends = {}
+    deadline = time.monotonic() + cfg["wait"]
+    for s, t0 in socks:
+        replies = []
+        end = "open"
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([s], [], [], left)
+            if not ready:
+                break
+            try:
+                b = s.recv(4096)
+            except OSError as e:
+                end = "error " + errno.errorcode[e.errno]
+                break
+            if not b:
+                end = "eof"
+                break
+            replies.append(json.loads(b).get("error", "?"))
+        key = end + ": " + " / ".join(replies)
+        ends[key] = ends.get(key, 0) + 1
+    out({"ends": ends})
+elif mode == "devices":
+    socks = []
+    replies = []
+    procs = []
+    for i, transport in enumerate(cfg["clients"]):
+        backing = os.path.join(cfg["images"], "%d.img" % i)
+        if transport == "seqpacket":
+            s = connect(transport, cfg["socket"])
+            socks.append(s)
+            replies.append(request(s, backing, cfg["dir"], {}))
+        else:
+            # A datagram client is a process: one that lives on, holding.
+            r, w = os.pipe()
+            hold_r, hold_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r); os.close(hold_w)
+                s = connect(transport, cfg["dgram"])
+                os.write(w, json.dumps(request(s, backing, cfg["dir"], {})).encode())
+                os.close(w)
+                os.read(hold_r, 1)
+                os._exit(0)
+            os.close(w); os.close(hold_r)
+            replies.append(json.loads(os.read(r, 65536)))
+            procs.append((pid, hold_w))
+    out({"replies": replies})
+    sys.stdin.readline()
+    for pid, hold_w in procs:
+        os.close(hold_w)
+        os.waitpid(pid, 0)
 `
 
 // attacker is a running attackScript.
