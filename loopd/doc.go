@@ -26,11 +26,24 @@
 // directory must be owned by a non-root client; messages carry at most
 // MaxFDs fds and MaxMessageSize bytes; every fd received is closed once the
 // request is handled, whatever its outcome; a client holds at most
-// Config.MaxPerClient devices. loopd never opens a path a client names.
+// Config.MaxPerClient devices, and the clients of one uid other than root
+// Config.MaxPerUID together. loopd never opens a path a client names.
 //
-// Nodes created in a client's directory are not removed when the device is
-// detached: loopd keeps no handle on the directory (it would pin the
-// client's mounts), and the client owns that directory anyway.
+// A SEQPACKET peer is checked when its connection is accepted: anyone who
+// may not use loopd is answered and closed at once. Connections of users
+// other than root are capped per uid and together, root's apart, so that
+// no one can use up root's; one that holds no device and sends nothing for
+// Config.IdleTimeout is closed.
+//
+// Releasing a device (its client gone) revokes the nodes loopd made for it
+// before the device is detached: each node is held from its creation by an
+// O_PATH handle on its inode, which becomes root's, mode 0000, so that no
+// name a client gave it (a hard link, a rename) and no O_PATH fd it kept
+// opens the device once the next client has it. The node's name is then
+// removed from the directory, through a handle on the directory held with
+// the device (it pins the directory's mount while the device is held, as
+// the backing file pins its own). A device whose node could not be revoked
+// stays bound to its client's file until loopd exits.
 //
 // The loop ioctls are in package loopdev, the partition table parser in
 // package ptable.

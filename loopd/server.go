@@ -2,11 +2,13 @@ package loopd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -16,8 +18,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxPerClient = 16
-	DefaultMaxConns     = 256
+	DefaultMaxPerClient   = 16
+	DefaultMaxConns       = 256
+	DefaultMaxConnsPerUID = 16
+	DefaultIdleTimeout    = 2 * time.Minute
 	// maxDatagramWorkers bounds the datagram requests handled at once; the
 	// reader waits for a free worker, so a flood queues in the socket.
 	maxDatagramWorkers = 16
@@ -32,8 +36,23 @@ type Config struct {
 	// (DefaultMaxPerClient if 0). A client is a SEQPACKET connection, or a
 	// process on the datagram socket.
 	MaxPerClient int
-	// MaxConns caps concurrent SEQPACKET connections (DefaultMaxConns if 0).
+	// MaxPerUID caps the devices all the clients of one uid other than
+	// root hold together, on both sockets (MaxPerClient if 0). Root is
+	// capped per client only: it could bind loop devices itself anyway.
+	MaxPerUID int
+	// MaxConns caps the concurrent SEQPACKET connections of users other
+	// than root, together (DefaultMaxConns if 0). Root's connections have
+	// a budget of their own of the same size, so no one else can use up
+	// root's.
 	MaxConns int
+	// MaxConnsPerUID caps the concurrent SEQPACKET connections of one uid
+	// other than root (DefaultMaxConnsPerUID if 0).
+	MaxConnsPerUID int
+	// IdleTimeout closes a SEQPACKET connection that holds no device and
+	// has sent nothing for that long (DefaultIdleTimeout if 0; never if
+	// negative). A connection holding devices is never idle: osbuild
+	// keeps it open, silent, for as long as it uses them.
+	IdleTimeout time.Duration
 	// Logger receives one line per request (and per client released).
 	// Nil means slog.Default().
 	Logger *slog.Logger
@@ -51,6 +70,17 @@ type Server struct {
 	clients map[*client]struct{}
 	byPID   map[int32]*client // datagram clients by process
 	conns   map[*net.UnixConn]struct{}
+	// rootConns and userConns count the connections of root and of
+	// everyone else; connsByUID those of each uid but root.
+	rootConns, userConns int
+	connsByUID           map[uint32]int
+	// devsByUID counts the devices of each uid, held, being attached or
+	// quarantined, over all its clients.
+	devsByUID map[uint32]int
+	// quarantine holds devices whose nodes could not be revoked: they stay
+	// bound to their client's file, so that no one else gets them while
+	// the client may still open them. They are detached at shutdown.
+	quarantine []*held
 
 	wg sync.WaitGroup // connections, datagram workers, PID watchers
 }
@@ -60,8 +90,17 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxPerClient <= 0 {
 		cfg.MaxPerClient = DefaultMaxPerClient
 	}
+	if cfg.MaxPerUID <= 0 {
+		cfg.MaxPerUID = cfg.MaxPerClient
+	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerUID <= 0 {
+		cfg.MaxConnsPerUID = DefaultMaxConnsPerUID
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -78,6 +117,9 @@ func NewServer(cfg Config) (*Server, error) {
 		clients: map[*client]struct{}{},
 		byPID:   map[int32]*client{},
 		conns:   map[*net.UnixConn]struct{}{},
+
+		connsByUID: map[uint32]int{},
+		devsByUID:  map[uint32]int{},
 	}, nil
 }
 
@@ -144,6 +186,15 @@ func (s *Server) shutdown(seq *net.UnixListener, dgram *net.UnixConn, loops *syn
 		s.release(c, "loopd is shutting down")
 	}
 	s.wg.Wait()
+	s.mu.Lock()
+	quarantine := s.quarantine
+	s.quarantine = nil
+	s.mu.Unlock()
+	for _, h := range quarantine {
+		// Once loopd's fd is closed the kernel would clear the device
+		// anyway (autoclear); detach it in order.
+		s.detach(h)
+	}
 	s.ctl.Close()
 }
 
@@ -170,56 +221,114 @@ func (s *Server) acceptLoop(ctx context.Context, l *net.UnixListener) error {
 			return fmt.Errorf("loopd: accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 5 * time.Millisecond
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			conn.Close()
-			return nil
-		}
-		full := len(s.conns) >= s.cfg.MaxConns
-		if !full {
-			s.conns[conn] = struct{}{}
-			s.wg.Add(1)
-		}
-		s.mu.Unlock()
-		if full {
-			s.replyConn(conn, Response{Error: fmt.Sprintf("%v: more than %d connections", ErrLimit, s.cfg.MaxConns)})
-			conn.Close()
+		cred, err := s.admit(conn)
+		if err != nil {
+			s.refuseConn(conn, cred, err)
 			continue
 		}
-		go s.serveConn(ctx, conn)
+		if cred == nil {
+			conn.Close() // shutting down
+			return nil
+		}
+		go s.serveConn(ctx, conn, cred)
 	}
 }
 
+// admit decides, as soon as a connection is accepted, whether it may stay:
+// its peer must be root or a member (anyone else is answered and closed at
+// once, holding nothing), and the connection must fit in its budget. It
+// returns nil, nil when the server is closed.
+func (s *Server) admit(conn *net.UnixConn) (*unix.Ucred, error) {
+	cred, err := peerCred(conn)
+	if err != nil {
+		return nil, err
+	}
+	if !s.authorized(cred.Uid, cred.Gid) {
+		return cred, fmt.Errorf("%w: uid %d gid %d is neither root nor in an allowed group", ErrPermission, cred.Uid, cred.Gid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return nil, nil
+	case cred.Uid == 0 && s.rootConns >= s.cfg.MaxConns:
+		return cred, fmt.Errorf("%w: root already has %d connections", ErrLimit, s.cfg.MaxConns)
+	case cred.Uid != 0 && s.userConns >= s.cfg.MaxConns:
+		return cred, fmt.Errorf("%w: users other than root already have %d connections", ErrLimit, s.cfg.MaxConns)
+	case cred.Uid != 0 && s.connsByUID[cred.Uid] >= s.cfg.MaxConnsPerUID:
+		return cred, fmt.Errorf("%w: uid %d already has %d connections (--max-conns-per-uid)", ErrLimit, cred.Uid, s.cfg.MaxConnsPerUID)
+	}
+	if cred.Uid == 0 {
+		s.rootConns++
+	} else {
+		s.userConns++
+		s.connsByUID[cred.Uid]++
+	}
+	s.conns[conn] = struct{}{}
+	s.wg.Add(1)
+	return cred, nil
+}
+
+// refuseConn answers a connection that may not stay with err, and closes
+// it. The reply never waits: the connection is new, so its peer's queue
+// has room. A peer that sent its request before the close reads the reply;
+// one that sends after it gets EPIPE. Whatever it sent (fds included) is
+// dropped unread with the socket.
+func (s *Server) refuseConn(conn *net.UnixConn, cred *unix.Ucred, err error) {
+	attrs := []any{"transport", "seqpacket", "error", err}
+	if cred != nil {
+		attrs = append(attrs, "pid", cred.Pid, "uid", cred.Uid)
+	}
+	s.log.Warn("connection refused", attrs...)
+	if b, merr := json.Marshal(Response{Error: err.Error()}); merr == nil {
+		conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		conn.Write(b)
+	}
+	conn.Close()
+}
+
 // serveConn answers the requests of one SEQPACKET connection in order; when
-// the connection closes, the client's devices are detached.
-func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
+// the connection closes, the client's devices are released. admit has
+// counted the connection.
+func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn, cred *unix.Ucred) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
+		if cred.Uid == 0 {
+			s.rootConns--
+		} else {
+			s.userConns--
+			if s.connsByUID[cred.Uid]--; s.connsByUID[cred.Uid] <= 0 {
+				delete(s.connsByUID, cred.Uid)
+			}
+		}
 		s.mu.Unlock()
 		conn.Close()
 	}()
-	cred, err := peerCred(conn)
-	if err != nil {
-		s.log.Warn("connection refused", "error", err)
-		s.replyConn(conn, Response{Error: err.Error()})
-		return
-	}
 	c := &client{transport: "seqpacket", pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}
 	if !s.addClient(c) {
 		return
 	}
 	defer s.release(c, "connection closed")
 	for {
+		if s.cfg.IdleTimeout > 0 {
+			var deadline time.Time
+			if !s.holds(c) {
+				deadline = time.Now().Add(s.cfg.IdleTimeout)
+			}
+			conn.SetReadDeadline(deadline)
+		}
 		msg, err := readMessage(conn)
 		if err != nil {
 			// EOF (the client closed), or our own close at shutdown. A
 			// zero-length message means EOF on SEQPACKET, so fds sent
 			// with one are closed here, unanswered.
 			closeFDs(msg.fds)
-			if !isClosed(err) && !errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				s.log.Info("idle connection closed", "transport", c.transport, "pid", c.pid, "uid", c.uid, "idle", s.cfg.IdleTimeout)
+			case !isClosed(err) && !errors.Is(err, io.EOF):
 				s.log.Warn("read", "transport", c.transport, "pid", c.pid, "error", err)
 			}
 			return

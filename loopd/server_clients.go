@@ -20,11 +20,21 @@ type client struct {
 	pid       int32
 	uid, gid  uint32
 
-	devices  []*loopdev.Device
+	devices  []*held
 	reserved int  // devices being attached right now
 	inflight int  // datagram requests being handled (datagram clients)
 	gone     bool // released: no more devices may be added
 	pidfd    *os.File
+}
+
+// held is a device a client holds, with the nodes loopd made for it.
+type held struct {
+	dev *loopdev.Device
+	uid uint32
+	// dir is an O_PATH handle on the directory the nodes were made in (-1
+	// when none was made), to remove them by name on release.
+	dir   int
+	nodes []*loopdev.Node
 }
 
 // handleDatagram finds (or creates) the client for the sending process and
@@ -130,7 +140,7 @@ func (s *Server) addClient(c *client) bool {
 	return true
 }
 
-// release detaches every device of the client and forgets it. It is
+// release gives up every device of the client and forgets it. It is
 // idempotent. An empty why means the client was idle: nothing to log.
 func (s *Server) release(c *client, why string) {
 	s.mu.Lock()
@@ -150,19 +160,80 @@ func (s *Server) release(c *client, why string) {
 		c.pidfd.Close()
 	}
 	names := make([]string, 0, len(devices))
-	for _, d := range devices {
-		names = append(names, d.Name())
-		if err := d.Detach(); err != nil {
-			s.log.Warn("detach", "transport", c.transport, "pid", c.pid, "device", d.Name(), "error", err)
-		}
+	for _, h := range devices {
+		names = append(names, h.dev.Name())
+		s.drop(c, h)
 	}
 	if len(devices) > 0 || (why != "" && why != "connection closed") {
 		s.log.Info("released", "transport", c.transport, "pid", c.pid, "why", why, "devices", names)
 	}
 }
 
-// reserve claims one of the client's device slots before attaching, so
-// concurrent requests cannot exceed the cap.
+// drop ends the client's hold on a device: first every node loopd made for
+// it is revoked (root's, mode 0000, through whatever names the client gave
+// it) and unlinked; only then is the device detached and its number free
+// for the next user. A node that cannot be revoked might still open the
+// device, so the device is then kept bound, to the client's own file,
+// until loopd exits (quarantine).
+func (s *Server) drop(c *client, h *held) {
+	revoked := true
+	for _, n := range h.nodes {
+		if err := n.Revoke(); err != nil {
+			revoked = false
+			s.log.Error("revoke", "transport", c.transport, "pid", c.pid, "device", h.dev.Name(), "node", n.Name, "error", err)
+		}
+		if h.dir >= 0 {
+			moved, err := n.Remove(h.dir)
+			if err != nil {
+				s.log.Warn("remove node", "transport", c.transport, "pid", c.pid, "device", h.dev.Name(), "node", n.Name, "error", err)
+			} else if links, _ := n.Links(); moved && links > 0 && c.uid != 0 {
+				s.log.Info("node moved by its client; revoked where it is", "pid", c.pid, "uid", c.uid, "node", n.Name, "links", links)
+			}
+		}
+		n.Close()
+	}
+	h.nodes = nil
+	if h.dir >= 0 {
+		unix.Close(h.dir)
+		h.dir = -1
+	}
+	if !revoked {
+		s.log.Error("device kept bound until loopd exits: a node of it could not be revoked", "device", h.dev.Name(), "uid", c.uid)
+		s.mu.Lock()
+		s.quarantine = append(s.quarantine, h)
+		s.mu.Unlock()
+		return
+	}
+	s.detach(h)
+}
+
+// detach detaches the device of h (which has no nodes left) and stops
+// counting it against its uid.
+func (s *Server) detach(h *held) {
+	if err := h.dev.Detach(); err != nil {
+		s.log.Warn("detach", "device", h.dev.Name(), "error", err)
+	}
+	s.mu.Lock()
+	s.uncount(h.uid)
+	s.mu.Unlock()
+}
+
+// uncount takes one device off uid's count; s.mu must be held.
+func (s *Server) uncount(uid uint32) {
+	if s.devsByUID[uid]--; s.devsByUID[uid] <= 0 {
+		delete(s.devsByUID, uid)
+	}
+}
+
+// holds reports whether the client holds a device.
+func (s *Server) holds(c *client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(c.devices) > 0
+}
+
+// reserve claims one of the client's device slots, and one of its uid's,
+// before attaching, so concurrent requests cannot exceed the caps.
 func (s *Server) reserve(c *client) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -173,14 +244,18 @@ func (s *Server) reserve(c *client) error {
 		return fmt.Errorf("%w: the client went away", ErrClosed)
 	case len(c.devices)+c.reserved >= s.cfg.MaxPerClient:
 		return fmt.Errorf("%w: the client already holds %d devices (--max-per-client)", ErrLimit, s.cfg.MaxPerClient)
+	case c.uid != 0 && s.devsByUID[c.uid] >= s.cfg.MaxPerUID:
+		return fmt.Errorf("%w: uid %d already holds %d devices (--max-per-uid)", ErrLimit, c.uid, s.cfg.MaxPerUID)
 	}
 	c.reserved++
+	s.devsByUID[c.uid]++
 	return nil
 }
 
 // keep turns a reservation into a held device, unless the client or the
-// server went away meanwhile; the caller then detaches the device.
-func (s *Server) keep(c *client, d *loopdev.Device) error {
+// server went away meanwhile; the caller then drops the device (which
+// takes it off the uid's count).
+func (s *Server) keep(c *client, h *held) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.reserved--
@@ -190,13 +265,15 @@ func (s *Server) keep(c *client, d *loopdev.Device) error {
 	case c.gone:
 		return fmt.Errorf("%w: the client went away", ErrClosed)
 	}
-	c.devices = append(c.devices, d)
+	c.devices = append(c.devices, h)
 	return nil
 }
 
+// unreserve gives back a reservation that got no device.
 func (s *Server) unreserve(c *client) {
 	s.mu.Lock()
 	c.reserved--
+	s.uncount(c.uid)
 	s.mu.Unlock()
 }
 

@@ -13,6 +13,10 @@ import (
 // socket buffer: a client that sends without reading loses its connection.
 const replyTimeout = 10 * time.Second
 
+// refuseTimeout bounds the error reply to a connection refused when
+// accepted; its peer's queue is empty, so the write does not wait.
+const refuseTimeout = 100 * time.Millisecond
+
 // replyConn sends resp on a SEQPACKET connection.
 func (s *Server) replyConn(conn *net.UnixConn, resp Response) error {
 	b, err := json.Marshal(resp)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/forge-build/forge/loopd/loopdev"
 	"github.com/forge-build/forge/loopd/ptable"
+	"golang.org/x/sys/unix"
 )
 
 // outcome is what a request did, for its log line.
@@ -95,16 +96,17 @@ func (s *Server) attach(ctx context.Context, c *client, msg message, out *outcom
 		return resp, err
 	}
 	out.retries = dev.Retries
-	var made []node
+	h := &held{dev: dev, uid: c.uid, dir: -1}
 	undo := func(err error) (Response, error) {
-		for _, n := range made {
-			if rerr := loopdev.RemoveNode(dir, n.name, n.rdev); rerr != nil {
-				s.log.Warn("undo", "device", dev.Name(), "error", rerr)
-			}
+		if reserved {
+			// drop takes the device off the uid's count; the client's
+			// reservation is given back here.
+			s.mu.Lock()
+			c.reserved--
+			s.mu.Unlock()
+			reserved = false
 		}
-		if derr := dev.Detach(); derr != nil {
-			s.log.Warn("undo", "device", dev.Name(), "error", derr)
-		}
+		s.drop(c, h)
 		return Response{}, err
 	}
 	nodes := []node{{dev.Name(), dev.Rdev}}
@@ -118,17 +120,30 @@ func (s *Server) attach(ctx context.Context, c *client, msg message, out *outcom
 			resp.Partitions = append(resp.Partitions, p.Name)
 		}
 	}
+	// A handle on the directory of its own (O_PATH: no open file of the
+	// client's is kept), to remove the nodes by name on release.
+	h.dir, err = unix.Openat(dir, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		h.dir = -1
+		return undo(&loopdev.OpError{Op: "openat(O_PATH)", Device: dev.Path(), Path: "dir fd", Err: err})
+	}
 	for _, n := range nodes {
-		created, err := loopdev.MakeNode(dir, n.name, n.rdev, owner)
-		if created {
-			made = append(made, n)
+		made, err := loopdev.MakeNode(dir, n.name, n.rdev, owner)
+		if made != nil {
+			h.nodes = append(h.nodes, made)
 		}
 		if err != nil {
 			return undo(err)
 		}
 	}
+	if len(h.nodes) == 0 {
+		// Every node was there already (a devtmpfs /dev): nothing of
+		// loopd's to remove, so no reason to pin the directory's mount.
+		unix.Close(h.dir)
+		h.dir = -1
+	}
 	reserved = false // keep takes the reservation over, whatever it answers
-	if err := s.keep(c, dev); err != nil {
+	if err := s.keep(c, h); err != nil {
 		return undo(err)
 	}
 	resp.Devname = dev.Name()

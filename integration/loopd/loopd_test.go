@@ -77,10 +77,11 @@ func TestPythonClient(t *testing.T) {
 			img := newImage(t, filepath.Join(dir, "disk.img"), 4*mib)
 			devDir := mkdir(t, filepath.Join(dir, "dev"))
 			data := pattern("python "+transport, 10000)
-			res := runPython(t, pyConfig{
+			p := startPython(t, pyConfig{
 				Transport: transport, Socket: d.socket(transport), Backing: img, Dir: devDir,
-				Write: &pyWrite{Offset: 1 * mib, Hex: hex.EncodeToString(data)},
+				Write: &pyWrite{Offset: 1 * mib, Hex: hex.EncodeToString(data)}, Hold: true,
 			}, nil)
+			res := p.result
 			if res.Reply.Error != "" || !strings.HasPrefix(res.Reply.Devname, "loop") {
 				t.Fatalf("reply %+v", res.Reply)
 			}
@@ -90,12 +91,19 @@ func TestPythonClient(t *testing.T) {
 			if got := readFileAt(t, img, 1*mib, len(data)); !bytes.Equal(got, data) {
 				t.Fatal("the file does not hold what the Python client wrote through the device")
 			}
-			checkNode(t, filepath.Join(devDir, res.Reply.Devname), 7, 0)
-			// The client exited: its connection closed (SEQPACKET), its
-			// process is gone (DGRAM). Either way the device goes.
+			node := filepath.Join(devDir, res.Reply.Devname)
+			checkNode(t, node, 7, 0)
+			// The client exits: its connection closes (SEQPACKET), its
+			// process is gone (DGRAM). Either way the device goes, and the
+			// node loopd made with it.
+			p.stdin.Close()
+			p.cmd.Wait()
 			waitUnbound(t, dir)
 			d.checkFDs(t)
 			d.waitLog(t, 1, "msg=released", fmt.Sprintf("pid=%d", res.PID), "devices=["+res.Reply.Devname+"]")
+			if _, err := os.Lstat(node); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("node %s left after release (%v)", node, err)
+			}
 		})
 	}
 }
@@ -302,15 +310,22 @@ func TestPartscan(t *testing.T) {
 		dir := testDir(t)
 		img := sfdiskImage(t, filepath.Join(dir, "disk.img"), 32*mib, "label: gpt\n,8MiB,L\n,,L\n")
 		devDir := mkdir(t, filepath.Join(dir, "dev"))
-		res := runPython(t, pyConfig{Transport: "seqpacket", Socket: d.seq, Backing: img, Dir: devDir,
-			Request: map[string]any{"partscan": true}}, nil)
+		p := startPython(t, pyConfig{Transport: "seqpacket", Socket: d.seq, Backing: img, Dir: devDir,
+			Request: map[string]any{"partscan": true}, Hold: true}, nil)
+		res := p.result
 		if res.Reply.Error != "" || len(res.Reply.Partitions) != 2 {
 			t.Fatalf("reply %+v, want two partitions", res.Reply)
 		}
-		for _, p := range res.Reply.Partitions {
-			checkNode(t, filepath.Join(devDir, p), 259, 0)
+		for _, part := range res.Reply.Partitions {
+			checkNode(t, filepath.Join(devDir, part), 259, 0)
 		}
+		p.stdin.Close()
+		p.cmd.Wait()
 		waitUnbound(t, dir)
+		eventually(t, "nodes removed", func() bool {
+			entries, _ := os.ReadDir(devDir)
+			return len(entries) == 0
+		}, func() string { entries, _ := os.ReadDir(devDir); return fmt.Sprint(entries) })
 	})
 	t.Run("corrupt gpt", func(t *testing.T) {
 		// A protective MBR whose GPT headers are both gone: the request
@@ -698,9 +713,9 @@ func TestRefused(t *testing.T) {
 	d.checkFDs(t)
 }
 
-// TestUnprivileged: a client that is neither root nor in --group gets an
-// error reply on either socket; one in --group gets a device, with nodes
-// it owns, but only in a directory it owns.
+// TestUnprivileged: a client that is neither root nor in --group is
+// refused on either socket; one in --group gets a device, with nodes it
+// owns, but only in a directory it owns, and the nodes go with the device.
 func TestUnprivileged(t *testing.T) {
 	needRoot(t)
 	for _, transport := range transports {
@@ -712,10 +727,29 @@ func TestUnprivileged(t *testing.T) {
 			if err := os.Chown(devDir, 65534, 65534); err != nil {
 				t.Fatal(err)
 			}
-			res := runPython(t, pyConfig{Transport: transport, Socket: d.socket(transport)}, nobody,
+			cmd := pythonCmd(python(t), pyConfig{Transport: transport, Socket: d.socket(transport)}, nobody,
 				openFile(t, img, os.O_RDWR), openFile(t, devDir, os.O_RDONLY))
-			if res.Reply.Devname != "" || !strings.Contains(res.Reply.Error, "permission denied") {
-				t.Fatalf("reply %+v, want permission denied", res.Reply)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			var res pyResult
+			switch {
+			case err == nil:
+				if jerr := jsonUnmarshal(out, &res); jerr != nil {
+					t.Fatalf("python client: %q: %v", out, jerr)
+				}
+				if res.Reply.Devname != "" || !strings.Contains(res.Reply.Error, "permission denied") {
+					t.Fatalf("reply %+v, want permission denied", res.Reply)
+				}
+			case transport == "seqpacket" && (strings.Contains(stderr.String(), "BrokenPipeError") || strings.Contains(stderr.String(), "ConnectionResetError")):
+				// The connection was refused when accepted, before the
+				// client sent its request: the reply waits unread in its
+				// socket, and sending fails (EPIPE).
+			default:
+				t.Fatalf("python client: %v\nstderr:\n%s", err, stderr.String())
+			}
+			if transport == "seqpacket" {
+				d.waitLog(t, 1, "msg=\"connection refused\"", "uid=65534", "permission denied")
 			}
 			if got := itest.LoopsBackedUnder(dir); len(got) != 0 {
 				t.Fatalf("devices bound: %v", got)
@@ -739,18 +773,24 @@ func TestUnprivileged(t *testing.T) {
 				t.Fatal(err)
 			}
 			data := pattern("nobody was here", 4096)
-			res = runPython(t, pyConfig{Transport: transport, Socket: d.socket(transport),
-				Write: &pyWrite{Offset: 8192, Hex: hex.EncodeToString(data)}}, nobody,
+			p := startPython(t, pyConfig{Transport: transport, Socket: d.socket(transport),
+				Write: &pyWrite{Offset: 8192, Hex: hex.EncodeToString(data)}, Hold: true}, nobody,
 				openFile(t, img, os.O_RDWR), openFile(t, devDir, os.O_RDONLY))
-			if res.Reply.Error != "" {
-				t.Fatalf("reply %+v", res.Reply)
+			if p.result.Reply.Error != "" {
+				t.Fatalf("reply %+v", p.result.Reply)
 			}
-			checkNode(t, filepath.Join(devDir, res.Reply.Devname), 7, 65534)
+			node := filepath.Join(devDir, p.result.Reply.Devname)
+			checkNode(t, node, 7, 65534)
 			if got := readFileAt(t, img, 8192, len(data)); !bytes.Equal(got, data) {
 				t.Error("the file does not hold what nobody wrote through its device")
 			}
+			p.stdin.Close()
+			p.cmd.Wait()
 			waitUnbound(t, dir)
 			d.checkFDs(t)
+			if _, err := os.Lstat(node); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("node %s left after release (%v)", node, err)
+			}
 		})
 	}
 }

@@ -346,10 +346,11 @@ func TestMakeNode(t *testing.T) {
 	dfd := int(dirf.Fd())
 	rdev := unix.Mkdev(7, 200)
 
-	created, err := MakeNode(dfd, "loop200", rdev, Owner{})
-	if err != nil || !created {
-		t.Fatalf("MakeNode = %v, %v", created, err)
+	n, err := MakeNode(dfd, "loop200", rdev, Owner{})
+	if err != nil || n == nil {
+		t.Fatalf("MakeNode = %v, %v", n, err)
 	}
+	defer n.Close()
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(dir, "loop200"), &st); err != nil {
 		t.Fatal(err)
@@ -357,9 +358,9 @@ func TestMakeNode(t *testing.T) {
 	if st.Mode != unix.S_IFBLK|0o600 || st.Rdev != rdev || st.Uid != 0 {
 		t.Errorf("node mode %o rdev %d:%d uid %d", st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev), st.Uid)
 	}
-	// Again: the same node is accepted as is.
-	if created, err := MakeNode(dfd, "loop200", rdev, Owner{}); err != nil || created {
-		t.Errorf("MakeNode over the same node = %v, %v; want false, nil", created, err)
+	// Again: the same node is accepted as is, and is not ours to hold.
+	if again, err := MakeNode(dfd, "loop200", rdev, Owner{}); err != nil || again != nil {
+		t.Errorf("MakeNode over the same node = %v, %v; want nil, nil", again, err)
 	}
 	// A different node, or a file, in the way is an error.
 	if _, err := MakeNode(dfd, "loop200", unix.Mkdev(7, 201), Owner{}); !errors.Is(err, unix.EEXIST) {
@@ -386,23 +387,50 @@ func TestMakeNode(t *testing.T) {
 		t.Errorf("symlink target chowned: uid %d (%v)", st.Uid, err)
 	}
 	// For a client other than root, the node is theirs.
-	if _, err := MakeNode(dfd, "loop201", unix.Mkdev(7, 201), Owner{UID: 65534, GID: 65534}); err != nil {
+	theirs, err := MakeNode(dfd, "loop201", unix.Mkdev(7, 201), Owner{UID: 65534, GID: 65534})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer theirs.Close()
 	if err := unix.Stat(filepath.Join(dir, "loop201"), &st); err != nil || st.Uid != 65534 || st.Gid != 65534 {
 		t.Errorf("node owner %d:%d (%v), want 65534:65534", st.Uid, st.Gid, err)
 	}
-	// RemoveNode removes our node, and leaves anything else alone.
-	if err := RemoveNode(dfd, "loop200", rdev); err != nil {
+	// Until Revoke, which reaches the inode through a hard link and a
+	// rename too: root's, mode 0000, whatever the client did to it.
+	link := filepath.Join(dir, "kept")
+	if err := os.Link(filepath.Join(dir, "loop201"), link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "loop200")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("loop200 still there: %v", err)
-	}
-	if err := RemoveNode(dfd, "loop9", unix.Mkdev(7, 9)); err != nil {
+	if err := os.Chmod(link, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "loop9")); err != nil {
-		t.Errorf("RemoveNode removed a regular file: %v", err)
+	if err := theirs.Revoke(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(link, &st); err != nil || st.Uid != 0 || st.Gid != 0 || st.Mode != unix.S_IFBLK {
+		t.Errorf("after Revoke, the link is uid %d gid %d mode %o (%v); want root's, mode 0", st.Uid, st.Gid, st.Mode, err)
+	}
+	if links, err := theirs.Links(); err != nil || links != 2 {
+		t.Errorf("Links = %d, %v; want 2", links, err)
+	}
+	// Remove removes the node's own name, not a name that is something
+	// else now, and says so.
+	if moved, err := theirs.Remove(dfd); err != nil || moved {
+		t.Errorf("Remove = %v, %v; want false, nil", moved, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "loop201")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("loop201 still there: %v", err)
+	}
+	if err := os.Rename(filepath.Join(dir, "loop200"), filepath.Join(dir, "elsewhere")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "loop200"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := n.Remove(dfd); err != nil || !moved {
+		t.Errorf("Remove of a renamed node = %v, %v; want true, nil", moved, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "loop200")); err != nil {
+		t.Errorf("Remove removed a regular file under the node's name: %v", err)
 	}
 }
