@@ -44,6 +44,10 @@ type Request struct {
 	Partscan   bool   `json:"partscan,omitempty"`
 	ReadOnly   bool   `json:"read_only,omitempty"`
 	SectorSize uint32 `json:"sector_size,omitempty"`
+	// Lock asks for an exclusive flock on the device while the client
+	// holds it, as osbuild's loop.py takes one (so that udev leaves the
+	// device alone). Today's osbuild client always sends the key.
+	Lock bool `json:"lock,omitempty"`
 }
 
 // Response is the JSON object of a reply: Devname (and, with partscan,
@@ -58,7 +62,7 @@ type Response struct {
 // requestKeys are the keys a request may have. Anything else is refused,
 // rather than silently ignored, so a client asking for something loopd
 // does not do learns it at once.
-var requestKeys = []string{"fd", "dir_fd", "offset", "sizelimit", "partscan", "read_only", "sector_size"}
+var requestKeys = []string{"fd", "dir_fd", "offset", "sizelimit", "partscan", "read_only", "sector_size", "lock"}
 
 // ParseRequest decodes and validates a request that arrived with nfds file
 // descriptors. Keys are matched exactly (unlike encoding/json's default);
@@ -133,6 +137,7 @@ func ParseRequest(data []byte, nfds int) (Request, error) {
 		{"partscan", "a boolean", &req.Partscan},
 		{"read_only", "a boolean", &req.ReadOnly},
 		{"sector_size", "512, 1024, 2048 or 4096", &req.SectorSize},
+		{"lock", "a boolean", &req.Lock},
 	} {
 		if err := optional(o.key, o.kind, o.dst); err != nil {
 			return Request{}, err

@@ -91,6 +91,7 @@ func (s *Server) attach(ctx context.Context, c *client, msg message, out *outcom
 		SectorSize: req.SectorSize,
 		ReadOnly:   req.ReadOnly,
 		Partscan:   req.Partscan,
+		Lock:       req.Lock,
 	})
 	if err != nil {
 		return resp, err

@@ -961,3 +961,40 @@ func TestClientContext(t *testing.T) {
 	c.Close()
 	waitUnbound(t, dir)
 }
+
+// TestLock: today's osbuild client sends "lock" with every request; with
+// "lock": true the device is held under an exclusive flock until it is
+// released, as osbuild's loop.py holds it (udev leaves such a device be).
+func TestLock(t *testing.T) {
+	needRoot(t)
+	d := startDaemon(t)
+	for _, lock := range []bool{false, true} {
+		t.Run(fmt.Sprint("lock=", lock), func(t *testing.T) {
+			dir := testDir(t)
+			img := newImage(t, filepath.Join(dir, "disk.img"), 4*mib)
+			devDir := mkdir(t, filepath.Join(dir, "dev"))
+			// The keys and values remoteloop.py sends by default.
+			req := map[string]any{"lock": lock, "partscan": false, "read_only": false, "sector_size": 512}
+			p := startPython(t, pyConfig{Transport: "seqpacket", Socket: d.seq, Backing: img, Dir: devDir,
+				Request: req, Hold: true}, nil)
+			if p.result.Reply.Error != "" {
+				t.Fatalf("reply %+v", p.result.Reply)
+			}
+			// The lock is on the host's node, the one udev and osbuild's
+			// loop.py open (an flock belongs to an inode, and the node in
+			// the client's directory is another).
+			f := openFile(t, filepath.Join("/dev", p.result.Reply.Devname), os.O_RDONLY)
+			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			switch {
+			case lock && !errors.Is(err, unix.EWOULDBLOCK):
+				t.Errorf("flock of a device attached with lock: %v, want EWOULDBLOCK", err)
+			case !lock && err != nil:
+				t.Errorf("flock of a device attached without lock: %v", err)
+			}
+			f.Close()
+			p.stdin.Close()
+			p.cmd.Wait()
+			waitUnbound(t, dir)
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,6 +83,10 @@ type Options struct {
 	// parsers it has) and, more importantly, drops every partition of the
 	// device when it is finally cleared.
 	Partscan bool
+	// Lock takes an exclusive flock (LOCK_EX) on the device before it is
+	// configured, held on the Device's fd until Detach: udev does not
+	// probe a device locked so, and osbuild's loop.py asks for it.
+	Lock bool
 }
 
 func (o Options) flags() uint32 {
@@ -145,6 +150,19 @@ func (c *Control) Attach(ctx context.Context, backing int, opts Options) (*Devic
 		}
 		if err != nil {
 			return nil, err
+		}
+		if opts.Lock {
+			if err := unix.Flock(d.fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				// Someone holds it (udev probing it, briefly): as osbuild
+				// does, try again with another device, or later.
+				unix.Close(d.fd)
+				last = &OpError{Op: "flock", Device: d.Path(), Err: err}
+				if !errors.Is(err, unix.EWOULDBLOCK) {
+					return nil, last
+				}
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
 		}
 		if c.beforeConfigure != nil {
 			c.beforeConfigure(index)
