@@ -214,7 +214,11 @@ func (s *Store) indexDamage() []string {
 // corruption.
 func (s *Store) indexError(err error) error {
 	if pebble.IsCorruptionError(err) {
-		return fmt.Errorf("store index %s: %w: %w (forge store fsck --repair rebuilds it)", s.indexPath(), ErrCorrupt, err)
+		where := s.indexPath()
+		if info := pebble.ExtractDataCorruptionInfo(err); info != nil && info.Path != "" {
+			where = info.Path
+		}
+		return fmt.Errorf("store index file %s: %w: %w (forge store fsck --repair rebuilds the index)", where, ErrCorrupt, err)
 	}
 	return fmt.Errorf("store index %s: %w", s.indexPath(), err)
 }
