@@ -3,14 +3,20 @@
 // with `forge build`, boots it with qemu-system-x86_64 under TCG until the
 // serial console shows a login prompt, and builds a variant that differs
 // only in its hostname: only the stages from the hostname stage on run,
-// and the store grows by less than 5% of the image's size.
+// and the store grows by less than 5% of the image's size. Then it removes
+// the store's index: the store rebuilds it, every ref names the same tree,
+// and a rerun is fully cached and exports the same image.
 package sample_test
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,6 +170,65 @@ func TestSampleImageBoots(t *testing.T) {
 	if float64(grew) >= 0.05*float64(fi.Size()) {
 		t.Errorf("the store grew by %d bytes for the variant: not less than 5%% of the image's %d", grew, fi.Size())
 	}
+
+	// The index is a cache (issue 14): without it the store gives back
+	// every ref and tree, and the rebuild is still fully cached and
+	// exports the same image.
+	refsBefore := refTrees(t, store)
+	imgBefore := fileSum(t, img)
+	itest.StopDaemon(t, forge, store)
+	if err := os.RemoveAll(filepath.Join(store, "index")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(forge, "store", "fsck", "--repair", "--store", store).CombinedOutput(); err != nil {
+		t.Logf("fsck --repair: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(forge, "store", "fsck", "--store", store).CombinedOutput(); err != nil {
+		t.Fatalf("fsck after the index was rebuilt: %v\n%s", err, out)
+	}
+	if after := refTrees(t, store); !maps.Equal(after, refsBefore) {
+		t.Fatalf("refs after the index was rebuilt: %v, want %v", after, refsBefore)
+	}
+	if err := os.Remove(img); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ = build(m, out)
+	if ran := ranStages(evs); len(ran) != 0 {
+		t.Errorf("the rerun after an index rebuild ran %v", ran)
+	}
+	if got := fileSum(t, img); got != imgBefore {
+		t.Errorf("the image exported after an index rebuild differs: sha256 %s, was %s", got, imgBefore)
+	}
+}
+
+// refTrees maps every ref of the store to its tree.
+func refTrees(t *testing.T, store string) map[string]string {
+	t.Helper()
+	c := daemon.NewClient(store)
+	defer c.Close()
+	refs, err := c.Refs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range refs {
+		out[r.Name] = r.Tree
+	}
+	return out
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func ranStages(evs []builder.Event) []string {
