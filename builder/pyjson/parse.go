@@ -110,6 +110,15 @@ func (v *Value) Fields() []Member {
 // ID for a document Python could not have handled.
 const MaxDepth = 512
 
+// MaxValues is the most values (scalars, arrays and objects, keys not
+// counted) Parse accepts in one document. A Value takes over a hundred
+// bytes, so without a bound a document of small values ("[0,0,0,...") takes
+// sixty times its size: gigabytes for 64 MiB. Python has no such limit;
+// this one is a hundred times what an osbuild manifest with thousands of
+// packages in its sources holds, and bounds a parse to about 150 MiB of
+// Values.
+const MaxValues = 1 << 20
+
 // MaxIntDigits is the most digits an integer may have: Python 3.11 and later
 // (and the 3.x security releases) refuse to convert longer digit strings to
 // int by default, so json.loads fails on them.
@@ -125,6 +134,8 @@ var (
 	ErrIntTooLong = fmt.Errorf("integer has more than %d digits, which Python refuses to convert", MaxIntDigits)
 	// ErrTooDeep: nesting deeper than MaxDepth.
 	ErrTooDeep = fmt.Errorf("nesting deeper than %d levels", MaxDepth)
+	// ErrTooManyValues: more than MaxValues values.
+	ErrTooManyValues = fmt.Errorf("more than %d values (arrays, objects, strings, numbers, ...)", MaxValues)
 )
 
 // SyntaxError is input Parse does not accept, with where it stopped.
@@ -166,9 +177,10 @@ func Parse(data []byte) (*Value, error) {
 }
 
 type parser struct {
-	data  []byte
-	pos   int
-	depth int
+	data   []byte
+	pos    int
+	depth  int
+	values int // values begun so far
 }
 
 func (p *parser) errorf(format string, args ...any) *SyntaxError {
@@ -206,6 +218,9 @@ func (p *parser) describe() string {
 func (p *parser) value() (*Value, error) {
 	if p.pos >= len(p.data) {
 		return nil, p.errorf("want a value, got end of input")
+	}
+	if p.values++; p.values > MaxValues {
+		return nil, p.errorAt(p.pos, ErrTooManyValues, "%v", ErrTooManyValues)
 	}
 	start := p.pos
 	var v *Value

@@ -117,6 +117,7 @@ var errorCases = []struct {
 	{"int too long", strings.Repeat("7", MaxIntDigits+1), ErrIntTooLong},
 	{"too deep", strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), ErrTooDeep},
 	{"a million levels deep", strings.Repeat("[", 1e6) + strings.Repeat("]", 1e6), ErrTooDeep},
+	{"too many values", "[" + strings.Repeat("0,", MaxValues) + "0]", ErrTooManyValues},
 }
 
 func TestDumps(t *testing.T) {
@@ -152,6 +153,14 @@ func TestDepthLimit(t *testing.T) {
 	deep := strings.Repeat(`{"a":[`, MaxDepth/2) + strings.Repeat("]}", MaxDepth/2)
 	if _, err := Dumps([]byte(deep)); err != nil {
 		t.Errorf("nesting of exactly MaxDepth: %v", err)
+	}
+}
+
+func TestValuesLimit(t *testing.T) {
+	// The array and MaxValues-1 elements: exactly MaxValues values.
+	in := "[" + strings.Repeat("0,", MaxValues-2) + "0]"
+	if _, err := Parse([]byte(in)); err != nil {
+		t.Errorf("exactly MaxValues values: %v", err)
 	}
 }
 
@@ -586,7 +595,7 @@ func FuzzDumps(f *testing.F) {
 			if !errors.As(err, &syntax) {
 				t.Fatalf("error %v is not a *SyntaxError", err)
 			}
-			if json.Valid(in) && !bytes.HasPrefix(in, utf8BOM) && !errors.Is(err, ErrIntTooLong) && !errors.Is(err, ErrTooDeep) && utf8.Valid(in) {
+			if json.Valid(in) && !bytes.HasPrefix(in, utf8BOM) && !errors.Is(err, ErrIntTooLong) && !errors.Is(err, ErrTooDeep) && !errors.Is(err, ErrTooManyValues) && utf8.Valid(in) {
 				t.Fatalf("Dumps refuses JSON Go accepts: %q: %v", in, err)
 			}
 			return
