@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Error is one problem with a manifest, at a JSON path.
@@ -27,11 +28,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Errors are all the problems found, in a fixed order: for each pipeline,
+// Errors are the problems found, in a fixed order: for each pipeline,
 // unknown keys in document order, then its build, its stages, its
-// assembler. Every error Parse, SetDefaultBuild and CheckLibdir return is
-// an Errors of at least one *Error, so errors.As finds both an Errors and
-// its first *Error.
+// assembler. Past maxErrors (100) problems, one more *Error, with an empty
+// Path, says how many were not listed. Every error Parse, SetDefaultBuild
+// and CheckLibdir return is an Errors of at least one *Error, so errors.As
+// finds both an Errors and its first *Error.
 type Errors []*Error
 
 func (es Errors) Error() string {
@@ -51,12 +53,23 @@ func (es Errors) Unwrap() []error {
 	return errs
 }
 
+// maxErrors is the most problems an Errors lists one by one; the rest
+// are counted in one more *Error. A manifest of a million bad stages is
+// told what is wrong with the first ones, in memory that does not grow
+// with the number of stages.
+const maxErrors = 100
+
 // problems collects Errors as validation goes.
 type problems struct {
 	errs Errors
+	more int // problems past maxErrors
 }
 
 func (p *problems) add(path string, err error, format string, args ...any) {
+	if len(p.errs) >= maxErrors {
+		p.more++
+		return
+	}
 	p.errs = append(p.errs, &Error{Path: path, Msg: fmt.Sprintf(format, args...), Err: err})
 }
 
@@ -64,13 +77,28 @@ func (p *problems) err() error {
 	if len(p.errs) == 0 {
 		return nil
 	}
+	if p.more > 0 {
+		return append(p.errs, &Error{Msg: fmt.Sprintf("%d more problems not listed", p.more)})
+	}
 	return p.errs
 }
 
+// maxKeyInPath is the most bytes of a key that a path shows.
+const maxKeyInPath = 64
+
 // join appends an object key to a JSON path: as ".key" where the key is a
 // plain word, else as a quoted ["key"], so that paths stay unambiguous for
-// keys with dots (source names) or odd characters.
+// keys with dots (source names) or odd characters. A key longer than
+// maxKeyInPath shows its start and its length, ["abc"...+N bytes], so that
+// a huge key does not make a huge message.
 func join(path, key string) string {
+	if len(key) > maxKeyInPath {
+		cut := maxKeyInPath
+		for cut > 0 && !utf8.RuneStart(key[cut]) {
+			cut--
+		}
+		return path + "[" + strconv.Quote(key[:cut]) + "..." + "+" + strconv.Itoa(len(key)-cut) + " bytes]"
+	}
 	plain := key != ""
 	for _, c := range key {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {

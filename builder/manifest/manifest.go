@@ -148,6 +148,8 @@ func stageID(name, build, base string, options *pyjson.Value) string {
 			h.Write(pyjson.AppendString(nil, id))
 		}
 	}
-	h.Write(options.AppendDumps(nil))
+	// Streamed: the dumps of a large string is up to three times its
+	// source (six bytes of \uXXXX for two of UTF-8).
+	options.WriteDumps(h) // a hash.Hash never fails to write
 	return hex.EncodeToString(h.Sum(nil))
 }

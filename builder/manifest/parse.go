@@ -27,7 +27,14 @@ const maxNameLen = 255
 // validates all of it and computes every ID. The JSON is read as Python's
 // json.loads reads it: where a key is repeated, the last one counts.
 //
-// On failure the error is an Errors listing every problem found.
+// On failure the error is an Errors listing the problems found, the first
+// 100 of them (then how many more there were).
+//
+// What Parse takes is bounded by data's length: the parse refuses nesting
+// deeper than pyjson.MaxDepth and more than pyjson.MaxValues values, a
+// string's text is held once, and IDs are hashed from dumps streamed a
+// piece at a time. A manifest that is one long string takes about three
+// times its length; Read and ReadFile bound the length.
 func Parse(data []byte) (*Manifest, error) {
 	root, err := pyjson.Parse(data)
 	if err != nil {
@@ -192,9 +199,13 @@ func (pr *problems) build(v *pyjson.Value, path string) *Build {
 	return b
 }
 
+// noOptions are the options of a stage without any, shared by all of them
+// (only read, for IDs).
+var noOptions = &pyjson.Value{Kind: pyjson.Object, Members: []pyjson.Member{}}
+
 // stage reads a stage or assembler (what) at path.
 func (pr *problems) stage(v *pyjson.Value, path, what string) *Stage {
-	s := &Stage{Path: path, Options: json.RawMessage("{}"), options: &pyjson.Value{Kind: pyjson.Object}}
+	s := &Stage{Path: path, Options: json.RawMessage("{}"), options: noOptions}
 	if v.Kind != pyjson.Object {
 		pr.add(path, nil, `want %s object {"name", "options"}, got %s`, article(what), v.Kind)
 		return s
@@ -237,12 +248,14 @@ func (pr *problems) checkName(path, name string) {
 	switch {
 	case name == "":
 		pr.add(path, nil, "is empty: want a name like org.osbuild.hostname")
+	case len(name) > maxNameLen:
+		// First, so that the messages below quote no more than
+		// maxNameLen bytes.
+		pr.add(path, nil, "is %d bytes long, more than a file name can be (%d)", len(name), maxNameLen)
 	case strings.Contains(name, "/"):
 		pr.add(path, nil, "%q has a '/': a name is a file name in the libdir", name)
 	case name == "." || strings.Contains(name, ".."):
 		pr.add(path, nil, "%q: \".\" and \"..\" cannot be in a name", name)
-	case len(name) > maxNameLen:
-		pr.add(path, nil, "is %d bytes long, more than a file name can be (%d)", len(name), maxNameLen)
 	default:
 		for _, c := range name {
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {

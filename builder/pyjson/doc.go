@@ -14,5 +14,7 @@
 // "\ud800" (stored in WTF-8 so that byte order stays code point order), the
 // byte span of every value in the source. Where Python accepts something
 // that is not JSON (NaN, Infinity, -Infinity) or Python itself fails
-// (integers over 4300 digits, very deep nesting), Parse returns an error.
+// (integers over 4300 digits, very deep nesting), Parse returns an error;
+// it also refuses documents of more than MaxValues values, a bound on the
+// memory a parse takes that Python does not have.
 package pyjson

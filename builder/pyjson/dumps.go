@@ -1,6 +1,7 @@
 package pyjson
 
 import (
+	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -19,46 +20,92 @@ func Dumps(data []byte) ([]byte, error) {
 
 // AppendDumps appends json.dumps(v, sort_keys=True) as Python prints it.
 func (v *Value) AppendDumps(dst []byte) []byte {
+	d := dumper{buf: dst}
+	d.value(v)
+	return d.buf
+}
+
+// WriteDumps writes json.dumps(v, sort_keys=True) to w, as AppendDumps
+// would append it, a piece at a time: the text of a large value (three
+// times the length of its source, where a string is all non-ASCII) never
+// sits in memory whole. It returns w's first error.
+func (v *Value) WriteDumps(w io.Writer) error {
+	// No buffer to start with: most values are short (a stage ID is one
+	// WriteDumps), and append grows it to about flushSize for long ones.
+	d := dumper{w: w}
+	d.value(v)
+	d.flush()
+	return d.err
+}
+
+// flushSize is how much a dumper with a writer holds before it writes.
+const flushSize = 32 << 10
+
+// dumper appends json.dumps text to buf and, when w is set, hands buf to w
+// whenever it holds flushSize bytes.
+type dumper struct {
+	buf []byte
+	w   io.Writer
+	err error
+}
+
+func (d *dumper) maybeFlush() {
+	if d.w != nil && len(d.buf) >= flushSize {
+		d.flush()
+	}
+}
+
+func (d *dumper) flush() {
+	if d.w != nil && len(d.buf) > 0 && d.err == nil {
+		_, d.err = d.w.Write(d.buf)
+	}
+	d.buf = d.buf[:0]
+}
+
+func (d *dumper) value(v *Value) {
 	switch v.Kind {
 	case Null:
-		return append(dst, "null"...)
+		d.buf = append(d.buf, "null"...)
 	case Bool:
 		if v.Bool {
-			return append(dst, "true"...)
+			d.buf = append(d.buf, "true"...)
+		} else {
+			d.buf = append(d.buf, "false"...)
 		}
-		return append(dst, "false"...)
 	case Int:
-		return append(dst, v.Int...)
+		d.buf = append(d.buf, v.Int...)
 	case Float:
-		return AppendFloat(dst, v.Float)
+		d.buf = AppendFloat(d.buf, v.Float)
 	case String:
-		return AppendString(dst, v.Str)
+		d.string(v.Str)
 	case Array:
-		dst = append(dst, '[')
+		d.buf = append(d.buf, '[')
 		for i, e := range v.Elems {
 			if i > 0 {
-				dst = append(dst, ", "...)
+				d.buf = append(d.buf, ", "...)
 			}
-			dst = e.AppendDumps(dst)
+			d.value(e)
 		}
-		return append(dst, ']')
+		d.buf = append(d.buf, ']')
 	case Object:
 		fields := v.Fields()
 		// Byte order of WTF-8 is code point order, which is how Python
 		// compares str (not UTF-16 units, as JavaScript would).
 		sort.Slice(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
-		dst = append(dst, '{')
+		d.buf = append(d.buf, '{')
 		for i, f := range fields {
 			if i > 0 {
-				dst = append(dst, ", "...)
+				d.buf = append(d.buf, ", "...)
 			}
-			dst = AppendString(dst, f.Key)
-			dst = append(dst, ": "...)
-			dst = f.Value.AppendDumps(dst)
+			d.string(f.Key)
+			d.buf = append(d.buf, ": "...)
+			d.value(f.Value)
 		}
-		return append(dst, '}')
+		d.buf = append(d.buf, '}')
+	default:
+		panic("pyjson: Value of unknown kind " + v.Kind.String())
 	}
-	panic("pyjson: Value of unknown kind " + v.Kind.String())
+	d.maybeFlush()
 }
 
 const hexDigits = "0123456789abcdef"
@@ -72,19 +119,34 @@ func appendU4(dst []byte, r rune) []byte {
 // else as lowercase \uXXXX (a surrogate pair above U+FFFF). s is UTF-8 or
 // WTF-8 (see Value.Str); a byte that is neither is written as \ufffd.
 func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
+	d := dumper{buf: dst}
+	d.string(s)
+	return d.buf
+}
+
+func (d *dumper) string(s string) {
+	d.buf = append(d.buf, '"')
 	for i := 0; i < len(s); {
+		d.maybeFlush()
 		c := s[i]
-		if c >= 0x20 && c < 0x7F {
-			if c == '"' || c == '\\' {
-				dst = append(dst, '\\')
+		if c >= 0x20 && c < 0x7F && c != '"' && c != '\\' {
+			// A run of printable ASCII is written as it is, up to
+			// flushSize bytes at a time.
+			j := i + 1
+			for j < len(s) && j-i < flushSize && s[j] >= 0x20 && s[j] < 0x7F && s[j] != '"' && s[j] != '\\' {
+				j++
 			}
-			dst = append(dst, c)
+			d.buf = append(d.buf, s[i:j]...)
+			i = j
+			continue
+		}
+		if c == '"' || c == '\\' {
+			d.buf = append(d.buf, '\\', c)
 			i++
 			continue
 		}
 		if esc := shortEscape(c); esc != "" {
-			dst = append(dst, esc...)
+			d.buf = append(d.buf, esc...)
 			i++
 			continue
 		}
@@ -92,13 +154,13 @@ func AppendString(dst []byte, s string) []byte {
 		i += size
 		if r > 0xFFFF {
 			r -= 0x10000
-			dst = appendU4(dst, 0xD800+r>>10)
-			dst = appendU4(dst, 0xDC00+r&0x3FF)
+			d.buf = appendU4(d.buf, 0xD800+r>>10)
+			d.buf = appendU4(d.buf, 0xDC00+r&0x3FF)
 			continue
 		}
-		dst = appendU4(dst, r)
+		d.buf = appendU4(d.buf, r)
 	}
-	return append(dst, '"')
+	d.buf = append(d.buf, '"')
 }
 
 // shortEscape is the two-character escape json.dumps writes for c, or "".

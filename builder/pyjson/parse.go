@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -109,6 +110,15 @@ func (v *Value) Fields() []Member {
 // ID for a document Python could not have handled.
 const MaxDepth = 512
 
+// MaxValues is the most values (scalars, arrays and objects, keys not
+// counted) Parse accepts in one document. A Value takes over a hundred
+// bytes, so without a bound a document of small values ("[0,0,0,...") takes
+// sixty times its size: gigabytes for 64 MiB. Python has no such limit;
+// this one is a hundred times what an osbuild manifest with thousands of
+// packages in its sources holds, and bounds a parse to about 150 MiB of
+// Values.
+const MaxValues = 1 << 20
+
 // MaxIntDigits is the most digits an integer may have: Python 3.11 and later
 // (and the 3.x security releases) refuse to convert longer digit strings to
 // int by default, so json.loads fails on them.
@@ -124,6 +134,8 @@ var (
 	ErrIntTooLong = fmt.Errorf("integer has more than %d digits, which Python refuses to convert", MaxIntDigits)
 	// ErrTooDeep: nesting deeper than MaxDepth.
 	ErrTooDeep = fmt.Errorf("nesting deeper than %d levels", MaxDepth)
+	// ErrTooManyValues: more than MaxValues values.
+	ErrTooManyValues = fmt.Errorf("more than %d values (arrays, objects, strings, numbers, ...)", MaxValues)
 )
 
 // SyntaxError is input Parse does not accept, with where it stopped.
@@ -165,9 +177,10 @@ func Parse(data []byte) (*Value, error) {
 }
 
 type parser struct {
-	data  []byte
-	pos   int
-	depth int
+	data   []byte
+	pos    int
+	depth  int
+	values int // values begun so far
 }
 
 func (p *parser) errorf(format string, args ...any) *SyntaxError {
@@ -205,6 +218,9 @@ func (p *parser) describe() string {
 func (p *parser) value() (*Value, error) {
 	if p.pos >= len(p.data) {
 		return nil, p.errorf("want a value, got end of input")
+	}
+	if p.values++; p.values > MaxValues {
+		return nil, p.errorAt(p.pos, ErrTooManyValues, "%v", ErrTooManyValues)
 	}
 	start := p.pos
 	var v *Value
@@ -440,7 +456,9 @@ func isHighSurrogate(r rune) bool { return r >= 0xD800 && r <= 0xDBFF }
 func isLowSurrogate(r rune) bool  { return r >= 0xDC00 && r <= 0xDFFF }
 
 // string reads a string at pos (on its opening quote) and returns its text
-// in WTF-8.
+// in WTF-8. The text takes one allocation of at most its source's length:
+// a string of 100 MB costs 100 MB, not the several times that growing a
+// buffer and copying it into a string would.
 func (p *parser) string() (string, error) {
 	p.pos++ // opening quote
 	start := p.pos
@@ -457,7 +475,19 @@ func (p *parser) string() (string, error) {
 		}
 		p.pos++
 	}
-	buf := append([]byte(nil), p.data[start:p.pos]...)
+	// The text is never longer than its source (an escape of n bytes
+	// stands for fewer), so the source up to the closing quote bounds
+	// it; an unterminated string is reported below.
+	end := p.pos
+	for end < len(p.data) && p.data[end] != '"' {
+		if p.data[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	var b strings.Builder
+	b.Grow(min(end, len(p.data)) - start)
+	b.Write(p.data[start:p.pos])
 	for {
 		if p.pos >= len(p.data) {
 			return "", p.errorf("unterminated string")
@@ -466,19 +496,17 @@ func (p *parser) string() (string, error) {
 		switch {
 		case c == '"':
 			p.pos++
-			return string(buf), nil
+			return b.String(), nil
 		case c < 0x20:
 			// Python's json.loads is strict by default: control
 			// characters must be escaped.
 			return "", p.errorf("control character %#02x in a string", c)
 		case c == '\\':
-			var err error
-			buf, err = p.escape(buf)
-			if err != nil {
+			if err := p.escape(&b); err != nil {
 				return "", err
 			}
 		case c < 0x80:
-			buf = append(buf, c)
+			b.WriteByte(c)
 			p.pos++
 		default:
 			r, size := utf8.DecodeRune(p.data[p.pos:])
@@ -486,44 +514,47 @@ func (p *parser) string() (string, error) {
 				// Python would fail decoding the text before parsing.
 				return "", p.errorf("invalid UTF-8 byte %#02x", c)
 			}
-			buf = append(buf, p.data[p.pos:p.pos+size]...)
+			b.Write(p.data[p.pos : p.pos+size])
 			p.pos += size
 		}
 	}
 }
 
-// escape reads the escape at pos (on its backslash) and appends it to buf.
-func (p *parser) escape(buf []byte) ([]byte, error) {
+// escape reads the escape at pos (on its backslash) and writes its text to
+// b.
+func (p *parser) escape(b *strings.Builder) error {
 	if p.pos+1 >= len(p.data) {
-		return nil, p.errorf("unterminated string")
+		return p.errorf("unterminated string")
 	}
 	c := p.data[p.pos+1]
 	switch c {
 	case '"', '\\', '/':
-		p.pos += 2
-		return append(buf, c), nil
 	case 'b':
-		p.pos += 2
-		return append(buf, '\b'), nil
+		c = '\b'
 	case 'f':
-		p.pos += 2
-		return append(buf, '\f'), nil
+		c = '\f'
 	case 'n':
-		p.pos += 2
-		return append(buf, '\n'), nil
+		c = '\n'
 	case 'r':
-		p.pos += 2
-		return append(buf, '\r'), nil
+		c = '\r'
 	case 't':
-		p.pos += 2
-		return append(buf, '\t'), nil
+		c = '\t'
 	case 'u':
+		return p.unicodeEscape(b)
 	default:
-		return nil, p.errorf("invalid escape \\%c", c)
+		return p.errorf("invalid escape \\%c", c)
 	}
+	p.pos += 2
+	b.WriteByte(c)
+	return nil
+}
+
+// unicodeEscape reads the \uXXXX escape at pos (and the low surrogate
+// after it, if it makes a pair) and writes its code point to b.
+func (p *parser) unicodeEscape(b *strings.Builder) error {
 	r, ok := p.hex4(p.pos + 2)
 	if !ok {
-		return nil, p.errorf("invalid \\uXXXX escape")
+		return p.errorf("invalid \\uXXXX escape")
 	}
 	p.pos += 6
 	// As Python does: a high surrogate directly followed by an escaped
@@ -534,16 +565,14 @@ func (p *parser) escape(buf []byte) ([]byte, error) {
 			r = 0x10000 + (r-0xD800)<<10 + (low - 0xDC00)
 		}
 	}
-	return appendWTF8(buf, r), nil
-}
-
-// appendWTF8 appends r in UTF-8, encoding surrogates as if they were
-// ordinary BMP code points (which utf8.AppendRune refuses to do).
-func appendWTF8(buf []byte, r rune) []byte {
 	if r >= 0xD800 && r <= 0xDFFF {
-		return append(buf, 0xE0|byte(r>>12), 0x80|byte(r>>6)&0x3F, 0x80|byte(r)&0x3F)
+		// WTF-8: a surrogate as if it were an ordinary BMP code point
+		// (which WriteRune refuses to write).
+		b.Write([]byte{0xE0 | byte(r>>12), 0x80 | byte(r>>6)&0x3F, 0x80 | byte(r)&0x3F})
+		return nil
 	}
-	return utf8.AppendRune(buf, r)
+	b.WriteRune(r)
+	return nil
 }
 
 // decodeWTF8 decodes the first code point of s, surrogates included. Bytes

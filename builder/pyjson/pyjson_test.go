@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,6 +116,8 @@ var errorCases = []struct {
 	{"-Infinity", `-Infinity`, ErrNonFinite},
 	{"int too long", strings.Repeat("7", MaxIntDigits+1), ErrIntTooLong},
 	{"too deep", strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), ErrTooDeep},
+	{"a million levels deep", strings.Repeat("[", 1e6) + strings.Repeat("]", 1e6), ErrTooDeep},
+	{"too many values", "[" + strings.Repeat("0,", MaxValues) + "0]", ErrTooManyValues},
 }
 
 func TestDumps(t *testing.T) {
@@ -150,6 +153,92 @@ func TestDepthLimit(t *testing.T) {
 	deep := strings.Repeat(`{"a":[`, MaxDepth/2) + strings.Repeat("]}", MaxDepth/2)
 	if _, err := Dumps([]byte(deep)); err != nil {
 		t.Errorf("nesting of exactly MaxDepth: %v", err)
+	}
+}
+
+func TestValuesLimit(t *testing.T) {
+	// The array and MaxValues-1 elements: exactly MaxValues values.
+	in := "[" + strings.Repeat("0,", MaxValues-2) + "0]"
+	if _, err := Parse([]byte(in)); err != nil {
+		t.Errorf("exactly MaxValues values: %v", err)
+	}
+}
+
+// smallWrites is a writer that records the size of each write.
+type smallWrites struct {
+	bytes.Buffer
+	largest int
+}
+
+func (w *smallWrites) Write(b []byte) (int, error) {
+	w.largest = max(w.largest, len(b))
+	return w.Buffer.Write(b)
+}
+
+// WriteDumps writes what AppendDumps appends, in pieces of about
+// flushSize however long a string is.
+func TestWriteDumps(t *testing.T) {
+	long := func(unit string) string { return strings.Repeat(unit, 3*flushSize/len(unit)+7) }
+	docs := []string{
+		`{"b": [1, 2.5, null, true], "a": "x"}`,
+		`"` + long("a") + `"`,
+		`"` + long("é") + `"`,
+		`"` + long(`\ud83d\ude00`) + `"`,
+		`"` + long(`a\"\n`) + `"`,
+		`{"` + long("k") + `": ["` + long(`\u0001`) + `", {"` + long("j") + `": 1}]}`,
+		"[" + strings.Repeat(`"abc", `, flushSize) + `"end"]`,
+	}
+	for i, doc := range docs {
+		v, err := Parse([]byte(doc))
+		if err != nil {
+			t.Fatalf("doc %d: %v", i, err)
+		}
+		var w smallWrites
+		if err := v.WriteDumps(&w); err != nil {
+			t.Fatal(err)
+		}
+		if want := v.AppendDumps(nil); !bytes.Equal(w.Bytes(), want) {
+			t.Errorf("doc %d: WriteDumps wrote %d bytes that differ from AppendDumps's %d", i, w.Len(), len(want))
+		}
+		if w.largest > 2*flushSize+16 {
+			t.Errorf("doc %d: a write of %d bytes, want at most about %d", i, w.largest, 2*flushSize)
+		}
+	}
+}
+
+// failingWriter fails every write.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no room") }
+
+func TestWriteDumpsError(t *testing.T) {
+	v, err := Parse([]byte(`"` + strings.Repeat("a", 3*flushSize) + `"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.WriteDumps(failingWriter{}); err == nil || err.Error() != "no room" {
+		t.Errorf("WriteDumps to a failing writer: %v, want its error", err)
+	}
+}
+
+// A string's text takes one allocation no longer than its source, whatever
+// it holds: Parse of a document that is one long string allocates little
+// more than the string.
+func TestLongStringAllocations(t *testing.T) {
+	const size = 8 << 20
+	for _, unit := range []string{"a", "é", "😀", `\u00e9`, `\n`, `\ud83d\ude00`, `a\\`} {
+		doc := []byte(`"` + strings.Repeat(unit, size/len(unit)) + `"`)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		v, err := Parse(doc)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("%q: %v", unit, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > uint64(len(doc))+16<<10 {
+			t.Errorf("%q: Parse of a %d-byte string allocated %d bytes, want at most the source's length", unit, len(doc), got)
+		}
+		runtime.KeepAlive(v)
 	}
 }
 
@@ -506,7 +595,7 @@ func FuzzDumps(f *testing.F) {
 			if !errors.As(err, &syntax) {
 				t.Fatalf("error %v is not a *SyntaxError", err)
 			}
-			if json.Valid(in) && !bytes.HasPrefix(in, utf8BOM) && !errors.Is(err, ErrIntTooLong) && !errors.Is(err, ErrTooDeep) && utf8.Valid(in) {
+			if json.Valid(in) && !bytes.HasPrefix(in, utf8BOM) && !errors.Is(err, ErrIntTooLong) && !errors.Is(err, ErrTooDeep) && !errors.Is(err, ErrTooManyValues) && utf8.Valid(in) {
 				t.Fatalf("Dumps refuses JSON Go accepts: %q: %v", in, err)
 			}
 			return
@@ -524,6 +613,11 @@ func FuzzDumps(f *testing.F) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("Dumps(%q) = %s, which decodes to %#v, not %#v", in, out, got, want)
+		}
+		v, _ := Parse(in)
+		var w bytes.Buffer
+		if err := v.WriteDumps(&w); err != nil || !bytes.Equal(w.Bytes(), out) {
+			t.Fatalf("WriteDumps of %q wrote %s, %v; want %s", in, w.Bytes(), err, out)
 		}
 		again, err := Dumps(out)
 		if err != nil || !bytes.Equal(again, out) {

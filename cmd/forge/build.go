@@ -24,10 +24,10 @@ func buildCommands() []*command {
 			"Format 1 manifests as osbuild takes them. Each pipeline's stages run in buildroots on\n" +
 			"copy-on-write mounts of the store, and every stage's tree is stored under its osbuild ID, so a\n" +
 			"rebuild starts from the longest stored prefix; then the assembler. Progress goes to stderr.\n" +
-			"Exit status: 0 built, 1 a stage failed (its output is shown), 2 a bad manifest or flags,\n" +
-			"130 interrupted.",
+			"Exit status: 0 built, 1 a stage failed (its output is shown), 2 a bad manifest (one past\n" +
+			"--max-manifest-size too) or flags, 130 interrupted.",
 		usage: "[--store DIR] [--libdir DIR] [--output-directory DIR] [--build-pipeline FILE]\n" +
-			"       [--json] [--monitor-fd N] [--loopd-socket PATH] MANIFEST|-",
+			"       [--json] [--monitor-fd N] [--loopd-socket PATH] [--max-manifest-size SIZE] MANIFEST|-",
 		example: "  forge build --store /var/cache/forge --output-directory ./output manifest.json\n" +
 			"  forge build --json manifest.json | jq .output_id",
 		flags: func(fs *pflag.FlagSet) {
@@ -38,52 +38,80 @@ func buildCommands() []*command {
 			fs.Bool("json", false, "print {\"tree_id\", \"output_id\", \"success\"} (and \"error\") on stdout")
 			fs.Int("monitor-fd", -1, "write a JSON-seq (RFC 7464) event stream to file descriptor `N`")
 			fs.String("loopd-socket", "", "give assemblers loop devices from the loopd at `PATH` (default: serve them in-process)")
+			maxManifestSizeFlag(fs)
 		},
 		run: runBuild,
 	}, {
 		name: "inspect",
 		summary: "Show a manifest's stages, their osbuild IDs and whether the store has them (JSON).\n" +
-			"Every pipeline's stages and assembler: name, ID, and \"cached\" (a build would not run it).",
-		usage:   "[--store DIR] MANIFEST|-",
+			"Every pipeline's stages and assembler: name, ID, and \"cached\" (a build would not run it).\n" +
+			"Exit status 2 for a bad manifest, one past --max-manifest-size too.",
+		usage:   "[--store DIR] [--max-manifest-size SIZE] MANIFEST|-",
 		example: "  forge inspect manifest.json | jq '.pipeline.stages[] | [.name, .cached]'",
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
+			maxManifestSizeFlag(fs)
 		},
 		run: runInspect,
 	}}
 }
 
+// maxManifestSizeFlag is --max-manifest-size, the size limit of the
+// manifest (and of --build-pipeline's file): without one, a manifest of
+// /dev/zero was read until the OOM killer ended forge.
+func maxManifestSizeFlag(fs *pflag.FlagSet) {
+	def := fmt.Sprintf("%dM", manifest.DefaultMaxSize>>20)
+	fs.String("max-manifest-size", def, "refuse a manifest larger than `SIZE` (e.g. 200M, 1G; powers of 1024)")
+}
+
 // loadManifest reads and validates the manifest named by the command's
-// one argument; problems with it are usage errors (exit 2).
+// one argument; problems with it are usage errors (exit 2), a manifest
+// past --max-manifest-size included.
 func loadManifest(e *env, fs *pflag.FlagSet) (*manifest.Manifest, error) {
 	if fs.NArg() != 1 {
 		return nil, usagef("want one MANIFEST (a file, or - for stdin), got %d arguments", fs.NArg())
 	}
-	name := fs.Arg(0)
-	var data []byte
-	var err error
-	if name == "-" {
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(name)
+	v, _ := fs.GetString("max-manifest-size")
+	limit, err := parseSize(v)
+	if err == nil && limit <= 0 {
+		err = fmt.Errorf("want a size above 0, got %q", v)
 	}
 	if err != nil {
-		return nil, usagef("read manifest: %v", err)
+		return nil, usagef("--max-manifest-size: %v", err)
+	}
+	name := fs.Arg(0)
+	var data []byte
+	if name == "-" {
+		data, err = manifest.Read(os.Stdin, "stdin", limit)
+	} else {
+		data, err = manifest.ReadFile(name, limit)
+	}
+	if err != nil {
+		return nil, readError("manifest", err)
 	}
 	m, err := manifest.Parse(data)
 	if err != nil {
 		return nil, usagef("manifest %s: %v", name, err)
 	}
 	if bp, _ := fs.GetString("build-pipeline"); bp != "" {
-		data, err := os.ReadFile(bp)
+		data, err := manifest.ReadFile(bp, limit)
 		if err != nil {
-			return nil, usagef("read build pipeline: %v", err)
+			return nil, readError("build pipeline", err)
 		}
 		if err := m.SetDefaultBuild(data); err != nil {
 			return nil, usagef("build pipeline %s: %v", bp, err)
 		}
 	}
 	return m, nil
+}
+
+// readError is the usage error for a manifest (what) that could not be
+// read; past the size limit it says which flag raises it.
+func readError(what string, err error) error {
+	if errors.Is(err, manifest.ErrTooLarge) {
+		return usagef("%s %v; --max-manifest-size raises the limit", what, err)
+	}
+	return usagef("read %s: %v", what, err)
 }
 
 func runBuild(ctx context.Context, e *env, fs *pflag.FlagSet) error {

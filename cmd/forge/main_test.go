@@ -59,6 +59,14 @@ func TestRunDispatch(t *testing.T) {
 		{args: []string{"store", "import", "--store", "/nonexistent-forge-test"}, code: 2, stderr: "want one PATH"},
 		{args: []string{"store", "import", "--ref", "has space", "/tmp"}, code: 2, stderr: "ref name"},
 		{args: []string{"store", "gc", "--max-size", "lots"}, code: 2, stderr: "--max-size"},
+		{args: []string{"run", "--commit-ref", "", "--", "true"}, code: 2, stderr: "--commit-ref: ref name"},
+		{args: []string{"run", "--commit-ref", "a\nb", "--", "true"}, code: 2, stderr: "--commit-ref: ref name"},
+		{args: []string{"inspect", "--max-manifest-size", "lots", "m.json"}, code: 2, stderr: "--max-manifest-size"},
+		{args: []string{"inspect", "--max-manifest-size", "0", "m.json"}, code: 2, stderr: "want a size above 0"},
+		{args: []string{"inspect", "--max-manifest-size", "1K", "/dev/zero"}, code: 2,
+			stderr: "manifest /dev/zero is larger than the limit of 1024 bytes (1 KiB); --max-manifest-size raises the limit"},
+		{args: []string{"build", "/dev/zero"}, code: 2, stderr: "limit of 67108864 bytes (64 MiB)"},
+		{args: []string{"inspect", "/"}, code: 2, stderr: "is a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/forge-build/forge/buildroot"
+	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/daemon"
 	"github.com/forge-build/forge/internal/runs"
 )
@@ -59,6 +60,12 @@ func runRun(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	}
 	if root == "" {
 		return usagef("--root is empty")
+	}
+	if fs.Changed("commit-ref") {
+		// Before CMD runs, not when its work is to be committed.
+		if err := cas.ValidRefName(commitRef); err != nil {
+			return usagef("--commit-ref: %v", err)
+		}
 	}
 	store, _ := fs.GetString("store")
 	store, err := absArg(store)

@@ -288,9 +288,15 @@ func runRm(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() == 0 {
 		return usagef("name at least one REF")
 	}
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	err := withClient(ctx, fs, func(c *daemon.Client) error {
 		return c.Remove(ctx, fs.Args()...)
 	})
+	if errors.Is(err, cas.ErrInvalidArgument) {
+		// A name that cannot be a ref is a usage error (exit 2), as
+		// for import --ref and commit --ref.
+		return usagef("%v", err)
+	}
+	return err
 }
 
 func runDu(ctx context.Context, e *env, fs *pflag.FlagSet) error {
