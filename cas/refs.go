@@ -124,6 +124,9 @@ func (s *Store) setRefs(changes []refChange) error {
 func (s *Store) DeleteRefs(names ...string) error {
 	changes := make([]refChange, 0, len(names))
 	for _, name := range names {
+		if err := ValidRefName(name); err != nil {
+			return err
+		}
 		if _, err := s.Ref(name); err != nil {
 			return err
 		}

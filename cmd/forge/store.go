@@ -197,15 +197,30 @@ func storeCommands() []*command {
 	}
 }
 
+// refFlags returns the values of the repeatable --ref flag, each a valid
+// ref name. pflag's GetStringArray loses a lone empty value (it round-trips
+// through CSV), and --ref "" must be refused, not read as no ref.
+func refFlags(fs *pflag.FlagSet) ([]string, error) {
+	f := fs.Lookup("ref")
+	if f == nil || !f.Changed {
+		return nil, nil
+	}
+	refs := f.Value.(pflag.SliceValue).GetSlice()
+	for _, r := range refs {
+		if err := cas.ValidRefName(r); err != nil {
+			return nil, usagef("%v", err)
+		}
+	}
+	return refs, nil
+}
+
 func runImport(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 1 {
 		return usagef("want one PATH, got %d arguments", fs.NArg())
 	}
-	refs, _ := fs.GetStringArray("ref")
-	for _, r := range refs {
-		if err := cas.ValidRefName(r); err != nil {
-			return usagef("%v", err)
-		}
+	refs, err := refFlags(fs)
+	if err != nil {
+		return err
 	}
 	path, err := absArg(fs.Arg(0))
 	if err != nil {
@@ -430,11 +445,9 @@ func runCommit(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 1 {
 		return usagef("want one MOUNTPOINT, got %d arguments", fs.NArg())
 	}
-	refs, _ := fs.GetStringArray("ref")
-	for _, r := range refs {
-		if err := cas.ValidRefName(r); err != nil {
-			return usagef("%v", err)
-		}
+	refs, err := refFlags(fs)
+	if err != nil {
+		return err
 	}
 	mp, err := absArg(fs.Arg(0))
 	if err != nil {

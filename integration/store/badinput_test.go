@@ -243,3 +243,28 @@ func TestStoreInUse(t *testing.T) {
 	}
 	done <- nil
 }
+
+// TestBadRefNames: names that could climb out of a directory, or say
+// nothing, are refused with exit 2 by every command that takes one, and
+// the store is left as it was (issue 14, 6).
+func TestBadRefNames(t *testing.T) {
+	forgeBin(t)
+	tmp := fstree.DiskTempDir(t)
+	s := newStore(t, tmp)
+	src := filepath.Join(tmp, "src")
+	writeTree(t, src, map[string][]byte{"f": []byte("x")})
+	s.importTree(src, "good")
+	for _, name := range []string{"", "..", "../x", "/abs", "a//b", "a/./b", "trailing/", "tab\tname", "nl\nname"} {
+		for _, args := range [][]string{
+			{"import", "--ref", name, src},
+			{"rm", name},
+		} {
+			if r := s.run(args[0], args[1:]...); r.code != 2 || !strings.Contains(r.stderr, "ref name") {
+				t.Errorf("forge store %q: want exit 2 naming the ref name\n%s", args, r)
+			}
+		}
+	}
+	if refs := s.ls(); len(refs) != 1 {
+		t.Errorf("refs after refused names: %v, want only good", refs)
+	}
+}
