@@ -215,6 +215,8 @@ func (d *Daemon) mountWritable(mp string, h digest.Hash, opts fusefs.Options, e 
 	}
 	ov, err := overlay.New(mp, d.nodes, h, overlay.Options{
 		Lower:   fusefs.Options{Logf: opts.Logf, Statfs: opts.Statfs},
+		Suid:    opts.Suid,
+		Dev:     opts.Dev,
 		Name:    opts.Name,
 		Scratch: scratch,
 		Logf:    opts.Logf,
