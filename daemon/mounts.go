@@ -163,16 +163,19 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 		release()
 		return nil, fmt.Errorf("%w: %s already has a forge mount", cas.ErrInvalidArgument, mp)
 	}
-	opts := fusefs.Options{AllowOther: true, Name: "forge:" + h.Short(), Logf: d.cfg.Logf, Statfs: d.statfs}
+	// nosuid,nodev unless asked: whoever can reach a mount could run its
+	// set-id programs and open its device nodes, and whoever can write a
+	// writable one can put them there. Builds ask for both (stages run
+	// debootstrap, which makes device nodes, and packages whose set-id
+	// programs run in the build root), and mount where only root can go.
+	opts := fusefs.Options{AllowOther: true, Name: "forge:" + h.Short(), Logf: d.cfg.Logf, Statfs: d.statfs,
+		Suid: req.BuildRoot, Dev: req.BuildRoot}
 	e := &mountEntry{release: release, gone: make(chan struct{})}
 	if req.Writable {
-		// Stages run on writable mounts: debootstrap makes device nodes,
-		// packages install setuid binaries.
-		opts.Name, opts.Suid, opts.Dev = "forge-rw:"+h.Short(), true, true
+		opts.Name = "forge-rw:" + h.Short()
 		e.rw, e.info.Kind, err = d.mountWritable(mp, h, opts, e)
 		e.m = e.rw
 	} else {
-		opts.Suid, opts.Dev = req.BuildRoot, req.BuildRoot
 		e.m, err = fusefs.MountReadOnly(mp, d.nodes, h, opts)
 	}
 	if err != nil {
