@@ -221,6 +221,7 @@ type FsckResult struct {
 // an empty tree). Every mount is nosuid,nodev unless BuildRoot asks for
 // suid and dev, as a buildroot's trees need (sudo, device nodes that
 // debootstrap makes): such a mount belongs where only root can go.
+// Mountpoint must be outside the store (CheckMountpoint).
 type MountRequest struct {
 	Tree       string `json:"tree,omitempty"`
 	Mountpoint Path   `json:"mountpoint"`

@@ -138,7 +138,7 @@ func storeCommands() []*command {
 				"Read-only: any user may look; modes apply. With --rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
 				"'forge store commit' stores: overlayfs over the tree's read-only mount, its changes under <store>/tmp/ (forge's own\n" +
 				"copy-on-write FUSE filesystem where the store's filesystem cannot hold them). The mount stays after this command exits,\n" +
-				"until 'forge store umount'. Mounts are nosuid,nodev unless --build-root.",
+				"until 'forge store umount'. Mounts are nosuid,nodev unless --build-root; MOUNTPOINT must be outside the store.",
 			usage: "[--store DIR] [--rw] [--build-root] [REF|HASH] MOUNTPOINT",
 			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base\n" +
 				"  forge store mount --store /var/cache/forge --rw debian-base /mnt/stage",
@@ -389,6 +389,11 @@ func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	mp, err := absArg(fs.Arg(fs.NArg() - 1))
 	if err != nil {
 		return err
+	}
+	// The daemon refuses it too; here it is a usage error (exit 2).
+	store, _ := fs.GetString("store")
+	if err := daemon.CheckMountpoint(store, mp); errors.Is(err, cas.ErrInvalidArgument) {
+		return usagef("%v", err)
 	}
 	req.Mountpoint, req.Writable = daemon.Path(mp), rw
 	req.BuildRoot, _ = fs.GetBool("build-root")

@@ -2,7 +2,7 @@ package daemon_test
 
 // The attacks of issue 14 on mounts: a set-id program in a writable mount
 // run by any user, device nodes there, a build's suid,dev mounts within
-// other users' reach.
+// other users' reach, and a mountpoint inside the store.
 
 import (
 	"bufio"
@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/forge-build/forge/cas"
+	"github.com/forge-build/forge/daemon"
 	"github.com/forge-build/forge/internal/fstree"
 	"github.com/forge-build/forge/internal/itest"
 	"github.com/forge-build/forge/internal/mountinfo"
@@ -226,6 +228,73 @@ func checkDevNull(t *testing.T, path string) {
 	}
 	if n, err := f.Read(make([]byte, 16)); n != 0 || err != io.EOF {
 		t.Errorf("read %s: %d bytes, %v; want 0 bytes and EOF", path, n, err)
+	}
+}
+
+// TestMountpointInsideTheStoreIsRefused is the attack of issue 14 part 3:
+// a mount over STORE/packs (or the index, or the store) hides the store's
+// files, and a later fsck --repair took them for lost. The CLI refuses
+// such mountpoints with exit 2, symlinks resolved, and so does the daemon
+// for any client, naming the mountpoint and the store.
+func TestMountpointInsideTheStoreIsRefused(t *testing.T) {
+	store := storeDir(t)
+	work := filepath.Dir(store)
+	src := filepath.Join(work, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("f\n"), 0o644))
+	importTree(t, store, src, "t1")
+	link := filepath.Join(work, "packs-link")
+	must(t, os.Symlink(filepath.Join(store, "packs"), link))
+	runDir := filepath.Join(store, "buildroots")
+	must(t, os.MkdirAll(runDir, 0o700))
+
+	bad := []string{
+		filepath.Join(store, "packs"),
+		filepath.Join(store, "index"),
+		store,
+		link,
+		runDir,
+		filepath.Dir(store), // above the store: it would hide it all
+	}
+	for _, mp := range bad {
+		for _, rw := range [][]string{nil, {"--rw"}} {
+			args := append(append([]string{"store", "mount", "--store", store}, rw...), "t1", mp)
+			_, stderr, err := forge(t, args...)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Errorf("forge %s: %v; want exit status 2", strings.Join(args, " "), err)
+			}
+			if !strings.Contains(stderr, mp) || !strings.Contains(stderr, store) {
+				t.Errorf("forge %s said %q; want it to name %s and the store %s", strings.Join(args, " "), stderr, mp, store)
+			}
+			if mountsAt(mp) {
+				unix.Unmount(mp, unix.MNT_DETACH)
+				t.Errorf("forge %s mounted", strings.Join(args, " "))
+			}
+		}
+	}
+
+	// The daemon refuses too, whatever the client checked.
+	c := daemon.NewClient(store)
+	defer c.Close()
+	for _, mp := range bad {
+		for _, writable := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := c.Mount(ctx, daemon.MountRequest{Tree: "t1", Mountpoint: daemon.Path(mp), Writable: writable})
+			cancel()
+			if !errors.Is(err, cas.ErrInvalidArgument) {
+				t.Errorf("the daemon, asked to mount at %s (writable %v): %v; want an invalid argument", mp, writable, err)
+			} else if !strings.Contains(err.Error(), mp) || !strings.Contains(err.Error(), store) {
+				t.Errorf("the daemon's refusal %q does not name %s and the store %s", err, mp, store)
+			}
+			if mountsAt(mp) {
+				unix.Unmount(mp, unix.MNT_DETACH)
+				t.Errorf("the daemon mounted at %s", mp)
+			}
+		}
+	}
+	if out, _, err := forge(t, "store", "fsck", "--store", store); err != nil {
+		t.Errorf("fsck after the refused mounts: %v\n%s", err, out)
 	}
 }
 

@@ -30,8 +30,9 @@ import (
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 
-// DirName is the directory under the store that holds run directories.
-const DirName = "buildroots"
+// DirName is the directory under the store that holds run directories:
+// the daemon mounts trees inside the store there only.
+const DirName = daemon.RunsDirName
 
 // ReaperArg is os.Args[1] of the reaper process: the program's main must
 // call ReaperMain with the arguments after it when it sees it.
