@@ -220,9 +220,10 @@ type FsckResult struct {
 
 // MountRequest mounts Tree (a ref or hash) at Mountpoint (absolute):
 // read-only, or with Writable a copy-on-write view (Tree may then be empty:
-// an empty tree). BuildRoot keeps a read-only mount suid and dev, as a
-// buildroot's build tree needs (sudo, device nodes); writable mounts
-// always are.
+// an empty tree). Every mount is nosuid,nodev unless BuildRoot asks for
+// suid and dev, as a buildroot's trees need (sudo, device nodes that
+// debootstrap makes): such a mount belongs where only root can go.
+// Mountpoint must be outside the store (CheckMountpoint).
 type MountRequest struct {
 	Tree       string `json:"tree,omitempty"`
 	Mountpoint Path   `json:"mountpoint"`

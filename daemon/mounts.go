@@ -150,6 +150,9 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: mountpoint %s is not a directory", cas.ErrInvalidArgument, mp)
 	}
+	if err := CheckMountpoint(d.store.Dir(), mp); err != nil {
+		return nil, err
+	}
 	var h digest.Hash
 	release := func() {}
 	if req.Tree != "" || !req.Writable {
@@ -163,16 +166,19 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 		release()
 		return nil, fmt.Errorf("%w: %s already has a forge mount", cas.ErrInvalidArgument, mp)
 	}
-	opts := fusefs.Options{AllowOther: true, Name: "forge:" + h.Short(), Logf: d.cfg.Logf, Statfs: d.statfs}
+	// nosuid,nodev unless asked: whoever can reach a mount could run its
+	// set-id programs and open its device nodes, and whoever can write a
+	// writable one can put them there. Builds ask for both (stages run
+	// debootstrap, which makes device nodes, and packages whose set-id
+	// programs run in the build root), and mount where only root can go.
+	opts := fusefs.Options{AllowOther: true, Name: "forge:" + h.Short(), Logf: d.cfg.Logf, Statfs: d.statfs,
+		Suid: req.BuildRoot, Dev: req.BuildRoot}
 	e := &mountEntry{release: release, gone: make(chan struct{})}
 	if req.Writable {
-		// Stages run on writable mounts: debootstrap makes device nodes,
-		// packages install setuid binaries.
-		opts.Name, opts.Suid, opts.Dev = "forge-rw:"+h.Short(), true, true
+		opts.Name = "forge-rw:" + h.Short()
 		e.rw, e.info.Kind, err = d.mountWritable(mp, h, opts, e)
 		e.m = e.rw
 	} else {
-		opts.Suid, opts.Dev = req.BuildRoot, req.BuildRoot
 		e.m, err = fusefs.MountReadOnly(mp, d.nodes, h, opts)
 	}
 	if err != nil {
@@ -200,6 +206,84 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 	return info, nil
 }
 
+// RunsDirName is the directory of a store under which forge runs and
+// builds make the mountpoints of their trees (package internal/runs): the
+// one place inside a store where the daemon mounts what clients ask.
+const RunsDirName = "buildroots"
+
+// CheckMountpoint refuses mountpoint when a mount there would hide files
+// of the store at storeDir from the daemon and from fsck: the store
+// directory itself, anything inside it but a run's directory under
+// RunsDirName, and any directory the store is inside of. Both paths are
+// compared with symlinks resolved (as far as they exist). The error wraps
+// cas.ErrInvalidArgument.
+func CheckMountpoint(storeDir, mountpoint string) error {
+	store, err := resolve(storeDir)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", storeDir, err)
+	}
+	mp, err := resolve(mountpoint)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mountpoint, err)
+	}
+	also := ""
+	if mp != filepath.Clean(mountpoint) {
+		also = " (" + mp + ")"
+	}
+	if rel, ok := below(store, mp); ok {
+		parts := strings.Split(rel, "/")
+		if len(parts) >= 3 && parts[0] == RunsDirName {
+			return nil // <store>/buildroots/run-*/NAME
+		}
+		if rel == "." {
+			return fmt.Errorf("%w: mountpoint %s%s is store %s itself; mount outside the store",
+				cas.ErrInvalidArgument, mountpoint, also, store)
+		}
+		return fmt.Errorf("%w: mountpoint %s%s is inside store %s: a mount there would hide the store's own files; mount outside the store",
+			cas.ErrInvalidArgument, mountpoint, also, store)
+	}
+	if _, ok := below(mp, store); ok {
+		return fmt.Errorf("%w: store %s is inside mountpoint %s%s: a mount there would hide the store's own files; mount outside the store",
+			cas.ErrInvalidArgument, store, mountpoint, also)
+	}
+	return nil
+}
+
+// resolve makes p absolute and resolves the symlinks of as much of it as
+// exists.
+func resolve(p string) (string, error) {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
+}
+
+// below reports whether p is dir or inside it, and p's path relative to
+// dir ("." for dir itself). Both are absolute and clean.
+func below(dir, p string) (string, bool) {
+	rel, err := filepath.Rel(dir, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", false
+	}
+	return rel, true
+}
+
 // mountWritable mounts tree h writable at mp: overlayfs over a read-only
 // FUSE mount of the tree where the store's filesystem can hold an upper
 // layer (ext4, xfs, btrfs), else forge's copy-on-write FUSE filesystem,
@@ -215,6 +299,8 @@ func (d *Daemon) mountWritable(mp string, h digest.Hash, opts fusefs.Options, e 
 	}
 	ov, err := overlay.New(mp, d.nodes, h, overlay.Options{
 		Lower:   fusefs.Options{Logf: opts.Logf, Statfs: opts.Statfs},
+		Suid:    opts.Suid,
+		Dev:     opts.Dev,
 		Name:    opts.Name,
 		Scratch: scratch,
 		Logf:    opts.Logf,

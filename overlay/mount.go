@@ -20,15 +20,21 @@ import (
 // Options tune a writable mount.
 type Options struct {
 	// Lower tunes the read-only FUSE mount of the tree below the overlay
-	// (Logf, Statfs, Debug). It is always mounted allow_other, suid and
-	// dev: the overlay reads device nodes and runs set-id programs of the
-	// tree through it.
+	// (Logf, Statfs, Debug). It is always mounted allow_other, and suid
+	// and dev as the overlay is (Suid, Dev): its mountpoint is in Scratch,
+	// which only root may traverse.
 	Lower fusefs.Options
+	// Suid and Dev honour set-id bits and device nodes, as a build root
+	// needs; without them the overlay is nosuid,nodev, as read-only
+	// mounts are: anyone who can reach a writable mount can put files
+	// there, and a set-id program copied in must not run as its owner.
+	Suid, Dev bool
 	// Name is the overlay's source in /proc/self/mountinfo; default
 	// "forge-rw:<first 12 hex of the tree>".
 	Name string
 	// Scratch is an empty directory that holds the mount's changes (upper/
-	// and work/) and the lower mount's mountpoint. overlayfs needs a
+	// and work/) and the lower mount's mountpoint; its mode must give
+	// nobody but its owner access (0700). overlayfs needs a
 	// filesystem with trusted xattrs, d_type and file handles there (ext4,
 	// xfs, btrfs). The mount never removes it: its owner does, after Wait.
 	Scratch string
@@ -91,6 +97,11 @@ func New(mountpoint string, cache *fusefs.Cache, tree digest.Hash, opts Options)
 		return nil, fmt.Errorf("%s: scratch: %w", what, err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("%s: scratch %s is not a directory", what, opts.Scratch)
+	} else if st.Mode().Perm()&0o077 != 0 {
+		// The upper layer holds the mount's files as they are, set-id
+		// programs and device nodes included, on a filesystem that
+		// honours both; the lower mount is there too.
+		return nil, fmt.Errorf("%s: scratch %s has mode %#o: only its owner may have access to it", what, opts.Scratch, st.Mode().Perm())
 	}
 	if st, err := os.Stat(mountpoint); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -130,7 +141,7 @@ func New(mountpoint string, cache *fusefs.Cache, tree digest.Hash, opts Options)
 			return nil, fmt.Errorf("%s: the tree's root is a %s, not a directory", what, root.Type)
 		}
 		lopts := opts.Lower
-		lopts.AllowOther, lopts.Suid, lopts.Dev, lopts.OverlayLower = true, true, true, true
+		lopts.AllowOther, lopts.Suid, lopts.Dev, lopts.OverlayLower = true, opts.Suid, opts.Dev, true
 		lopts.Name = "forge-lower:" + tree.Short()
 		if m.lower, err = fusefs.MountReadOnly(filepath.Join(opts.Scratch, lowerName), cache, tree, lopts); err != nil {
 			return nil, fmt.Errorf("%s: lower layer: %w", what, err)
@@ -152,7 +163,7 @@ func New(mountpoint string, cache *fusefs.Cache, tree digest.Hash, opts Options)
 	if name == "" {
 		name = "forge-rw:" + tree.Short()
 	}
-	if err := m.mountOverlay(name); err != nil {
+	if err := m.mountOverlay(name, mountAttrs(opts)); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	var stx unix.Statx_t
@@ -166,10 +177,23 @@ func New(mountpoint string, cache *fusefs.Cache, tree digest.Hash, opts Options)
 	return m, nil
 }
 
-// mountOverlay mounts the overlay with the new mount API: each layer is a
-// parameter of its own, so no path needs escaping, and the kernel's reason
-// for a refusal can be read back.
-func (m *Mount) mountOverlay(source string) error {
+// mountAttrs are the overlay's mount attributes (fsmount(2)): nosuid and
+// nodev unless opts asks for set-id programs or device nodes.
+func mountAttrs(opts Options) int {
+	attrs := 0
+	if !opts.Suid {
+		attrs |= unix.MOUNT_ATTR_NOSUID
+	}
+	if !opts.Dev {
+		attrs |= unix.MOUNT_ATTR_NODEV
+	}
+	return attrs
+}
+
+// mountOverlay mounts the overlay with the new mount API, with mount
+// attributes attrs: each layer is a parameter of its own, so no path needs
+// escaping, and the kernel's reason for a refusal can be read back.
+func (m *Mount) mountOverlay(source string, attrs int) error {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("fsopen overlay: %w", err)
@@ -201,15 +225,27 @@ func (m *Mount) mountOverlay(source string) error {
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return fmt.Errorf("create overlay: %w%s", err, fsLog(fsfd))
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
-		return fmt.Errorf("fsmount overlay: %w%s", err, fsLog(fsfd))
+		return fmt.Errorf("fsmount overlay (attributes %s): %w%s", describeAttrs(attrs), err, fsLog(fsfd))
 	}
 	defer unix.Close(mfd)
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, m.mountpoint, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return &os.PathError{Op: "move_mount overlay", Path: m.mountpoint, Err: err}
 	}
 	return nil
+}
+
+// describeAttrs names mount attributes, for messages.
+func describeAttrs(attrs int) string {
+	names := []string{"rw"}
+	if attrs&unix.MOUNT_ATTR_NOSUID != 0 {
+		names = append(names, "nosuid")
+	}
+	if attrs&unix.MOUNT_ATTR_NODEV != 0 {
+		names = append(names, "nodev")
+	}
+	return strings.Join(names, ",")
 }
 
 // fsLog reads what the kernel said while a filesystem context was set up

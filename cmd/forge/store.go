@@ -138,13 +138,16 @@ func storeCommands() []*command {
 				"Read-only: any user may look; modes apply. With --rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
 				"'forge store commit' stores: overlayfs over the tree's read-only mount, its changes under <store>/tmp/ (forge's own\n" +
 				"copy-on-write FUSE filesystem where the store's filesystem cannot hold them). The mount stays after this command exits,\n" +
-				"until 'forge store umount'.",
-			usage: "[--store DIR] [--rw] [REF|HASH] MOUNTPOINT",
+				"until 'forge store umount'. Mounts are nosuid,nodev unless --build-root; MOUNTPOINT must be outside the store.",
+			usage: "[--store DIR] [--rw] [--build-root] [REF|HASH] MOUNTPOINT",
 			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base\n" +
 				"  forge store mount --store /var/cache/forge --rw debian-base /mnt/stage",
 			flags: func(fs *pflag.FlagSet) {
 				storeFlag(fs)
 				fs.Bool("rw", false, "mount copy-on-write: changes stay under <store>/tmp/ until committed")
+				fs.Bool("build-root", false, "honour set-id bits and device nodes (suid,dev), as a build root needs; "+
+					"anyone who can reach MOUNTPOINT can then run the tree's set-id programs and open its devices: "+
+					"mount where only root can")
 			},
 			run: runMount,
 		},
@@ -423,7 +426,13 @@ func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
+	// The daemon refuses it too; here it is a usage error (exit 2).
+	store, _ := fs.GetString("store")
+	if err := daemon.CheckMountpoint(store, mp); errors.Is(err, cas.ErrInvalidArgument) {
+		return usagef("%v", err)
+	}
 	req.Mountpoint, req.Writable = daemon.Path(mp), rw
+	req.BuildRoot, _ = fs.GetBool("build-root")
 	return withClient(ctx, fs, func(c *daemon.Client) error {
 		info, err := c.Mount(ctx, req)
 		if err != nil {

@@ -99,12 +99,24 @@ func (s *testStore) importTree(t testing.TB, src string, refs ...string) string 
 }
 
 // mountRW mounts tree (a ref or hash; "" for an empty tree) read-write at
-// mp, creating mp. A t.Cleanup takes down whatever is mounted at or below
-// mp when t ends.
+// mp, creating mp, as a build mounts a stage's tree (--build-root: device
+// nodes and set-id bits work, as on the ext4 these tests compare with). A
+// t.Cleanup takes down whatever is mounted at or below mp when t ends.
 func (s *testStore) mountRW(t testing.TB, tree, mp string) {
 	t.Helper()
+	s.mountWith(t, tree, mp, "--rw", "--build-root")
+}
+
+// mountRWPlain mounts as mountRW does, without --build-root: nosuid,nodev.
+func (s *testStore) mountRWPlain(t testing.TB, tree, mp string) {
+	t.Helper()
+	s.mountWith(t, tree, mp, "--rw")
+}
+
+func (s *testStore) mountWith(t testing.TB, tree, mp string, flags ...string) {
+	t.Helper()
 	must(t, os.MkdirAll(mp, 0o755))
-	args := []string{"--rw"}
+	args := append([]string(nil), flags...)
 	if tree != "" {
 		args = append(args, tree)
 	}

@@ -390,10 +390,11 @@ func TestDaemonKilledUnderRWMount(t *testing.T) {
 
 // TestStatfs checks what statfs(2) says of a rw mount: an overlay (or,
 // where the store's filesystem cannot hold one, FUSE) that is writable,
-// allows devices and set-id programs (it is a build root), takes 255-byte
-// names, and reports free space that tools checking before they write
-// (dpkg, apt) can rely on: at least what the store's filesystem has free,
-// up to 1 GiB, since copied-up data is written there.
+// nosuid and nodev unless it is a build root (--build-root: devices and
+// set-id programs work), takes 255-byte names, and reports free space that
+// tools checking before they write (dpkg, apt) can rely on: at least what
+// the store's filesystem has free, up to 1 GiB, since copied-up data is
+// written there.
 func TestStatfs(t *testing.T) {
 	b := newBaseSetup(t)
 	mp := filepath.Join(b.work, "mnt")
@@ -411,6 +412,13 @@ func TestStatfs(t *testing.T) {
 		if st.Flags&f.flag != 0 {
 			t.Errorf("f_flag has %s (%#x): a rw build root must not", f.name, st.Flags)
 		}
+	}
+	plain := filepath.Join(b.work, "plain")
+	b.store.mountRWPlain(t, b.base, plain)
+	var pst unix.Statfs_t
+	must(t, unix.Statfs(plain, &pst))
+	if pst.Flags&unix.ST_RDONLY != 0 || pst.Flags&unix.ST_NODEV == 0 || pst.Flags&unix.ST_NOSUID == 0 {
+		t.Errorf("f_flag %#x of a rw mount without --build-root: want it writable, ST_NODEV and ST_NOSUID", pst.Flags)
 	}
 	if st.Namelen < 255 {
 		t.Errorf("f_namelen %d, want at least 255", st.Namelen)

@@ -66,10 +66,12 @@ const (
 )
 
 // mountKind mounts tree writable at mp as kind, its changes in scratch;
-// opts go to the FUSE filesystem, or to the overlay's lower mount.
+// opts go to the FUSE filesystem, or to the overlay's lower mount (and
+// Suid and Dev to the overlay).
 func mountKind(kind, mp string, s *cas.Store, tree digest.Hash, scratch string, opts fusefs.Options) (writable, error) {
 	if kind == kindOverlay {
-		return overlay.New(mp, fusefs.NewCache(s, 0), tree, overlay.Options{Lower: opts, Scratch: scratch, Logf: opts.Logf})
+		return overlay.New(mp, fusefs.NewCache(s, 0), tree, overlay.Options{
+			Lower: opts, Suid: opts.Suid, Dev: opts.Dev, Scratch: scratch, Logf: opts.Logf})
 	}
 	return fusefs.MountCopyOnWrite(mp, fusefs.NewCache(s, 0), tree, fusefs.CowOptions{Options: opts, Scratch: scratch})
 }

@@ -497,29 +497,7 @@ func TestGroupMembersMayUseTheDaemon(t *testing.T) {
 // filesystem instead, says so, and commits from it as from an overlay.
 func TestWritableMountOnAnOverlayStore(t *testing.T) {
 	work := fstree.DiskTempDir(t)
-	for _, d := range []string{"l", "u", "w", "fs"} {
-		must(t, os.Mkdir(filepath.Join(work, d), 0o755))
-	}
-	fsDir := filepath.Join(work, "fs")
-	must(t, unix.Mount("overlay", fsDir, "overlay", 0, "lowerdir="+filepath.Join(work, "l")+
-		",upperdir="+filepath.Join(work, "u")+",workdir="+filepath.Join(work, "w")))
-	t.Cleanup(func() {
-		// The daemon's last files on it are released as it exits, which
-		// the kernel may finish after its parent saw it gone.
-		err := unix.Unmount(fsDir, 0)
-		for deadline := time.Now().Add(10 * time.Second); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-			err = unix.Unmount(fsDir, 0)
-		}
-		if err != nil {
-			t.Errorf("unmount the store's overlay: %v", err)
-			unix.Unmount(fsDir, unix.MNT_DETACH)
-		}
-	})
-	// Registered after the overlay's cleanup, so it runs first.
-	store := filepath.Join(fsDir, "store")
-	t.Cleanup(func() { stopDaemon(t, store) })
-
+	store := overlayStoreDir(t, work)
 	src := filepath.Join(work, "src")
 	fstree.MustBuildFixture(t, src)
 	importTree(t, store, src, "fixture")
@@ -549,4 +527,36 @@ func TestWritableMountOnAnOverlayStore(t *testing.T) {
 	mustForge(t, "store", "export", "--store", store, "after", dst)
 	fstree.AssertSame(t, mp, dst, fstree.Options{})
 	mustForge(t, "store", "umount", "--store", store, mp)
+}
+
+// overlayStoreDir makes a store directory on an overlayfs mounted under
+// work, where a writable mount is forge's copy-on-write FUSE filesystem.
+// When the test ends, the store's daemon is stopped, then the overlayfs
+// unmounted.
+func overlayStoreDir(t *testing.T, work string) string {
+	t.Helper()
+	ofs := filepath.Join(work, "ofs")
+	for _, d := range []string{"l", "u", "w", "fs"} {
+		must(t, os.MkdirAll(filepath.Join(ofs, d), 0o755))
+	}
+	fsDir := filepath.Join(ofs, "fs")
+	must(t, unix.Mount("overlay", fsDir, "overlay", 0, "lowerdir="+filepath.Join(ofs, "l")+
+		",upperdir="+filepath.Join(ofs, "u")+",workdir="+filepath.Join(ofs, "w")))
+	t.Cleanup(func() {
+		// The daemon's last files on it are released as it exits, which
+		// the kernel may finish after its parent saw it gone.
+		err := unix.Unmount(fsDir, 0)
+		for deadline := time.Now().Add(10 * time.Second); errors.Is(err, unix.EBUSY) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			err = unix.Unmount(fsDir, 0)
+		}
+		if err != nil {
+			t.Errorf("unmount the store's overlay: %v", err)
+			unix.Unmount(fsDir, unix.MNT_DETACH)
+		}
+	})
+	// Registered after the overlay's cleanup, so it runs first.
+	store := filepath.Join(fsDir, "store")
+	t.Cleanup(func() { stopDaemon(t, store) })
+	return store
 }

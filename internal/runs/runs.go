@@ -30,8 +30,9 @@ import (
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 
-// DirName is the directory under the store that holds run directories.
-const DirName = "buildroots"
+// DirName is the directory under the store that holds run directories:
+// the daemon mounts trees inside the store there only.
+const DirName = daemon.RunsDirName
 
 // ReaperArg is os.Args[1] of the reaper process: the program's main must
 // call ReaperMain with the arguments after it when it sees it.
@@ -67,8 +68,14 @@ func Start(ctx context.Context, c *daemon.Client, store string) (*Run, error) {
 	return &Run{Dir: dir, lock: lock, reaper: done, client: c}, nil
 }
 
-// Mount asks the daemon to mount req at Dir/name, a new directory.
+// Mount asks the daemon to mount req at Dir/name, a new directory. A
+// writable tree is where stages run (debootstrap makes device nodes,
+// packages install set-id programs that run in the build root): it is
+// mounted suid and dev (BuildRoot), which only root can reach here.
 func (r *Run) Mount(ctx context.Context, name string, req daemon.MountRequest) (string, error) {
+	if req.Writable {
+		req.BuildRoot = true
+	}
 	mp := filepath.Join(r.Dir, name)
 	if err := os.Mkdir(mp, 0o755); err != nil {
 		return "", err
@@ -115,9 +122,13 @@ func (r *Run) Close(ctx context.Context) {
 }
 
 // lockRuns serializes creating run directories with sweeping them, so a
-// sweep never takes a directory whose run has not locked it yet.
+// sweep never takes a directory whose run has not locked it yet. It makes
+// runs private first.
 func lockRuns(runs string) (*os.File, error) {
 	if err := os.MkdirAll(runs, 0o700); err != nil {
+		return nil, err
+	}
+	if err := privateDir(runs); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(runs, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -129,6 +140,30 @@ func lockRuns(runs string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 	}
 	return f, nil
+}
+
+// privateDir makes sure that only its owner, this process's user, can
+// traverse dir: the run directories in it hold mounts that honour set-id
+// bits and device nodes. A directory that a store made before this check
+// may have another mode; one owned by another user, or a symlink, is
+// refused.
+func privateDir(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: dir, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%s is not a directory (a symlink?): it must be a directory only root can traverse", dir)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not %d: it must be a directory only root can traverse", dir, st.Uid, os.Geteuid())
+	}
+	if st.Mode&0o077 != 0 {
+		if err := unix.Chmod(dir, 0o700); err != nil {
+			return &os.PathError{Op: "chmod 0700", Path: dir, Err: err}
+		}
+	}
+	return nil
 }
 
 // newRunDir makes a run's directory and holds its lock.
