@@ -144,6 +144,10 @@ type cowFS struct {
 	tree    digest.Hash          // last committed (or mounted) tree
 	nextIno uint64               // for nodes the mount creates
 	links   map[linkKey]*cowNode // stored hard-linked inodes looked up so far
+	// cachedFiles are the regular files open through the page cache (not
+	// passthrough): what the kernel may hold dirty pages of, written
+	// through shared mappings, that a commit must make it write back.
+	cachedFiles map[*cowNode]struct{}
 	// Memory that file content holds (cowmem.go), and how much it may.
 	memUsed, memMax int64
 	lastCreate      time.Time     // of a regular file (cowscratch.go)

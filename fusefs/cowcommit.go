@@ -78,6 +78,30 @@ func (m *CowMount) flushKernel() {
 	if err := unix.Syncfs(fd); err != nil {
 		m.fsys.logf("%s: commit: flushing the kernel's dirty pages: %v", m.fsys.name, err)
 	}
+	// syncfs can return while the WRITEs of a shared mapping's pages are
+	// still on their way to us (a commit then missed them about once in
+	// fifteen runs of TestCowCommitReadsMemory). fsync of the file waits
+	// for them (FUSE's fsync waits for the inode's writeback before it
+	// asks us), so every file open through the page cache is fsynced,
+	// by a path of its own: no lock is held here.
+	m.fsys.mu.Lock()
+	paths := make([]string, 0, len(m.fsys.cachedFiles))
+	for n := range m.fsys.cachedFiles {
+		if n.nlink > 0 && !n.forgotten {
+			paths = append(paths, n.path())
+		}
+	}
+	m.fsys.mu.Unlock()
+	for _, p := range paths {
+		f, err := unix.Openat(fd, "."+p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // renamed or removed meanwhile: its pages went with it, or to another name
+		}
+		if err := unix.Fsync(f); err != nil {
+			m.fsys.logf("%s: commit: flushing the kernel's dirty pages of %s: %v", m.fsys.name, p, err)
+		}
+		unix.Close(f)
+	}
 }
 
 // committer is one commit's walk. Its results stay in done until the

@@ -69,6 +69,10 @@ func (n *cowNode) openHandle() (*cowHandle, error) {
 	f.opens++
 	h := &cowHandle{n: n, passthrough: n.passthroughOK()}
 	if !h.passthrough {
+		if n.fsys.cachedFiles == nil {
+			n.fsys.cachedFiles = map[*cowNode]struct{}{}
+		}
+		n.fsys.cachedFiles[n] = struct{}{}
 		f.cachedOpens++
 	}
 	return h, nil
@@ -78,7 +82,9 @@ func (n *cowNode) openHandle() (*cowHandle, error) {
 func (n *cowNode) closeHandle(h *cowHandle) {
 	f := n.file
 	if h != nil && !h.passthrough {
-		f.cachedOpens--
+		if f.cachedOpens--; f.cachedOpens <= 0 {
+			delete(n.fsys.cachedFiles, n)
+		}
 	}
 	f.opens--
 	if f.opens <= 0 {
