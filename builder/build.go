@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/forge-build/forge/builder/manifest"
+	"github.com/forge-build/forge/builder/runs"
 	"github.com/forge-build/forge/buildroot"
 	"github.com/forge-build/forge/daemon"
-	"github.com/forge-build/forge/internal/runs"
 	"github.com/forge-build/forge/loopd"
 )
 

@@ -10,6 +10,6 @@
 //     tree after a stage is stored under a ref named by its ID.
 //   - tree ID, output ID: the last stage's ID and the assembler's ID, as
 //     osbuild reports them.
-//   - run: the directory holding a build's host mounts (internal/runs),
+//   - run: the directory holding a build's host mounts (builder/runs),
 //     cleaned however the build ends.
 package builder

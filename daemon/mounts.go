@@ -207,7 +207,7 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 }
 
 // RunsDirName is the directory of a store under which forge runs and
-// builds make the mountpoints of their trees (package internal/runs): the
+// builds make the mountpoints of their trees (package builder/runs): the
 // one place inside a store where the daemon mounts what clients ask.
 const RunsDirName = "buildroots"
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/forge-build/forge/builder/runs"
 	"github.com/forge-build/forge/buildroot"
-	"github.com/forge-build/forge/internal/runs"
 )
 
 // command is one `forge …` subcommand.

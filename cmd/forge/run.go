@@ -8,10 +8,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/forge-build/forge/builder/runs"
 	"github.com/forge-build/forge/buildroot"
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/daemon"
-	"github.com/forge-build/forge/internal/runs"
 )
 
 func runCommands() []*command {

@@ -11,7 +11,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 )
 
 // libDir is forge's libdir, built for this run: osbuild-run and

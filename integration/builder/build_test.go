@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/forge-build/forge/builder"
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 )
 
 // A build runs every stage, stores each, and a rerun runs none; changing

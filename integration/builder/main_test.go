@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/forge-build/forge/builder"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/fstree"
-	"github.com/forge-build/forge/internal/itest"
 )
 
 var (

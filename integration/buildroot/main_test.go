@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/fstree"
-	"github.com/forge-build/forge/internal/itest"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 

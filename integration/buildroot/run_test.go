@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 

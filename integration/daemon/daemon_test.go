@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/fstree"
-	"github.com/forge-build/forge/internal/itest"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/aptmirror"
-	"github.com/forge-build/forge/internal/itest"
 )
 
 // aptMirror returns the first URI the host's apt sources give for the

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 )
 
 // suite is the Debian release the tests bootstrap.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/loopd"
 	"golang.org/x/sys/unix"
 )

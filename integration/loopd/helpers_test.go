@@ -20,7 +20,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/loopd"
 	"golang.org/x/sys/unix"
 )

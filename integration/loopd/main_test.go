@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 )
 
 var (

@@ -27,9 +27,9 @@ import (
 
 	"github.com/forge-build/forge/builder"
 	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/aptmirror"
 	"github.com/forge-build/forge/internal/fstree"
-	"github.com/forge-build/forge/internal/itest"
 )
 
 func TestMain(m *testing.M) {

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 )
 
 // libDir is forge's libdir, built for this run: osbuild-run and

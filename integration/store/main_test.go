@@ -12,7 +12,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/forge-build/forge/internal/itest"
+	"github.com/forge-build/forge/integration/itest"
 )
 
 // harness is what TestMain learns once for all tests; nothing writes it
