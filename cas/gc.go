@@ -40,56 +40,79 @@ type GCResult struct {
 }
 
 // GC frees what no ref or open Writer reaches, and what no mount or read
-// in progress has pinned. It marks from those roots, deletes unreachable
-// nodes and chunks from the index, and then rewrites or deletes packs,
-// deleting old pack files only after the index no longer points into
-// them, so a GC interrupted at any point leaves a consistent store (and
-// garbage the next GC frees).
+// in progress has pinned. It plans (planGC: mark from those roots, decide
+// what goes from the index and which packs are deleted or rewritten) and
+// then applies the plan (applyGC: index first, pack files after, so a GC
+// interrupted at any point leaves a consistent store and garbage the next
+// GC frees). DryRun is the plan alone, as restic's prune is PlanPrune then
+// Execute.
 //
 // The ref log, not the index, says what is live: GC refuses to run while
 // the index lacks any node or chunk a ref reaches, and before it deletes a
 // pack it reads the pack's footer and keeps the pack if it holds a live
 // blob the index does not locate in a pack that stays.
 func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
-	var res GCResult
 	if opts.RepackBelow <= 0 {
 		opts.RepackBelow = 0.8
 	}
 	if d := s.Damage(); len(d) > 0 {
-		return res, damageError(s.dir, d)
+		return GCResult{}, damageError(s.dir, d)
 	}
 	if why := s.packsDirProblem(); why != "" {
-		return res, fmt.Errorf("store %s: gc: %s: not collecting", s.dir, why)
+		return GCResult{}, fmt.Errorf("store %s: gc: %s: not collecting", s.dir, why)
 	}
+	var dropped []string
 	if opts.MaxSize > 0 {
-		dropped, err := s.lruVictims(ctx, opts.MaxSize)
-		if err != nil {
-			return res, err
+		var err error
+		if dropped, err = s.lruVictims(ctx, opts.MaxSize); err != nil {
+			return GCResult{}, err
 		}
-		res.DroppedRefs = dropped
 		if !opts.DryRun && len(dropped) > 0 {
 			if err := s.DeleteRefs(dropped...); err != nil {
-				return res, err
+				return GCResult{DroppedRefs: dropped}, err
 			}
 		}
 	}
-
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
-	skipRefs := map[string]bool{}
+	skip := map[string]bool{}
 	if opts.DryRun {
-		for _, r := range res.DroppedRefs {
-			skipRefs[r] = true
+		// Not dropped: planned as if they were.
+		for _, r := range dropped {
+			skip[r] = true
 		}
 	}
-	live, err := s.mark(ctx, skipRefs)
+	plan, err := s.planGC(ctx, opts.RepackBelow, skip)
 	if err != nil {
-		return res, err
+		return GCResult{DroppedRefs: dropped}, err
 	}
+	plan.res.DroppedRefs = dropped
+	if opts.DryRun {
+		return plan.res, nil
+	}
+	return s.applyGC(ctx, plan)
+}
 
-	// Sweep the index: chunks and nodes alike are blobs in packs.
-	batch := s.db.NewBatch()
-	defer batch.Close()
+// gcPlan is what one GC will do. Its result is what applying it frees;
+// nothing changes until applyGC.
+type gcPlan struct {
+	res       GCResult
+	dead      [][]byte // index keys to delete: blobs, stat-cache entries
+	toDelete  []packID // packs the index knows that hold nothing live
+	orphans   []packID // pack files the index does not know
+	toRewrite []packID // packs to rewrite with their live blobs only
+	use       map[packID]*packUse
+	onDisk    map[packID]int64
+}
+
+// planGC marks what is live and decides what goes. gcMu is held.
+func (s *Store) planGC(ctx context.Context, repackBelow float64, skip map[string]bool) (*gcPlan, error) {
+	plan := &gcPlan{use: map[packID]*packUse{}}
+	res := &plan.res
+	live, err := s.mark(ctx, skip)
+	if err != nil {
+		return nil, err
+	}
 	// Stat-cache entries of files whose nodes are going.
 	if err := s.scan(prefixStat, func(k, v []byte) error {
 		if e, ok := decodeStatEntry(v); ok {
@@ -97,12 +120,12 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 				return nil
 			}
 		}
-		batch.Delete(append([]byte{prefixStat}, k...), nil)
+		plan.dead = append(plan.dead, append([]byte{prefixStat}, k...))
 		return nil
 	}); err != nil {
-		return res, err
+		return nil, err
 	}
-	use := map[packID]*packUse{}
+	// Chunks and nodes alike are blobs in packs.
 	where := map[digest.Hash]packID{} // live blob → the pack the index locates it in
 	for _, prefix := range []byte{prefixChunk, prefixNode} {
 		if err := s.scan(prefix, func(k, v []byte) error {
@@ -111,10 +134,10 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 			if err != nil {
 				return fmt.Errorf("gc: %s %s: %w (run forge store fsck --repair)", blobKind(prefix), h, err)
 			}
-			u := use[loc.Pack]
+			u := plan.use[loc.Pack]
 			if u == nil {
 				u = &packUse{liveLocs: map[digest.Hash]chunkLoc{}}
-				use[loc.Pack] = u
+				plan.use[loc.Pack] = u
 			}
 			if _, ok := live[h]; ok {
 				u.live += int64(loc.Length)
@@ -129,10 +152,10 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 				res.ChunkBytes += int64(loc.Length)
 			}
 			u.deadBytes += int64(loc.Length)
-			batch.Delete(hashKey(prefix, h), nil)
+			plan.dead = append(plan.dead, hashKey(prefix, h))
 			return nil
 		}); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 
@@ -148,78 +171,82 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		known[id] = m
 		return nil
 	}); err != nil {
-		return res, err
+		return nil, err
 	}
-	var toDelete, toRewrite []packID
 	for id, m := range known {
-		u := use[id]
+		u := plan.use[id]
 		switch {
 		case u == nil || u.live == 0:
-			toDelete = append(toDelete, id)
-		case u.deadBytes > 0 && float64(u.live) < opts.RepackBelow*float64(m.Size):
-			toRewrite = append(toRewrite, id)
+			plan.toDelete = append(plan.toDelete, id)
+		case u.deadBytes > 0 && float64(u.live) < repackBelow*float64(m.Size):
+			plan.toRewrite = append(plan.toRewrite, id)
 		}
 	}
-	sort.Slice(toRewrite, func(i, j int) bool { return toRewrite[i].String() < toRewrite[j].String() })
-	onDisk, err := s.packFiles()
-	if err != nil {
-		return res, err
+	sort.Slice(plan.toRewrite, func(i, j int) bool { return plan.toRewrite[i].String() < plan.toRewrite[j].String() })
+	if plan.onDisk, err = s.packFiles(); err != nil {
+		return nil, err
 	}
-	var orphans []packID
-	for id := range onDisk {
+	for id := range plan.onDisk {
 		if _, ok := known[id]; !ok {
-			orphans = append(orphans, id)
+			plan.orphans = append(plan.orphans, id)
 		}
 	}
 	// The last word before a pack goes: its own footer. A pack the index
 	// lost track of may hold what a ref needs.
 	going := map[packID]bool{}
-	for _, id := range append(toDelete, orphans...) {
+	for _, id := range append(plan.toDelete, plan.orphans...) {
 		going[id] = true
 	}
-	for _, id := range append(toDelete, orphans...) {
-		if _, ok := onDisk[id]; !ok {
+	for _, id := range append(plan.toDelete, plan.orphans...) {
+		if _, ok := plan.onDisk[id]; !ok {
 			continue
 		}
-		if err := s.safeToDelete(id, onDisk[id], live, where, going); err != nil {
-			return res, err
+		if err := s.safeToDelete(id, plan.onDisk[id], live, where, going); err != nil {
+			return nil, err
 		}
 	}
-	res.PacksDeleted, res.PacksRewritten, res.OrphanPacks = len(toDelete), len(toRewrite), len(orphans)
-	for _, id := range toDelete {
-		res.FreedBytes += onDisk[id]
+	res.PacksDeleted, res.PacksRewritten, res.OrphanPacks = len(plan.toDelete), len(plan.toRewrite), len(plan.orphans)
+	for _, id := range append(plan.toDelete, plan.orphans...) {
+		res.FreedBytes += plan.onDisk[id]
 	}
-	for _, id := range orphans {
-		res.FreedBytes += onDisk[id]
+	for _, id := range plan.toRewrite {
+		res.FreedBytes += plan.onDisk[id] - plan.use[id].live
 	}
-	if opts.DryRun {
-		for _, id := range toRewrite {
-			res.FreedBytes += onDisk[id] - use[id].live
-		}
-		return res, nil
-	}
+	return plan, nil
+}
 
-	for _, id := range toDelete {
+// applyGC carries a plan out: the index first, then the pack files it no
+// longer points into, then the rewrites. gcMu is held. The result's
+// FreedBytes counts what rewrites really freed (their new packs' headers
+// and footers included).
+func (s *Store) applyGC(ctx context.Context, plan *gcPlan) (GCResult, error) {
+	res := plan.res
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	for _, k := range plan.dead {
+		batch.Delete(k, nil)
+	}
+	for _, id := range plan.toDelete {
 		batch.Delete(hashKeyPack(id), nil)
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return res, fmt.Errorf("store %s: gc: commit index: %w", s.dir, s.indexError(err))
 	}
 	// Only now that the index no longer points into them.
-	for _, id := range append(toDelete, orphans...) {
+	for _, id := range append(plan.toDelete, plan.orphans...) {
 		if err := s.removePack(id); err != nil {
 			return res, err
 		}
 	}
-	for _, id := range toRewrite {
+	for _, id := range plan.toRewrite {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		newSize, err := s.rewritePack(id, use[id].liveLocs)
+		newSize, err := s.rewritePack(id, plan.use[id].liveLocs)
 		if err != nil {
 			return res, err
 		}
-		res.FreedBytes += onDisk[id] - newSize
+		res.FreedBytes -= newSize - plan.use[id].live // the plan counted the live bytes alone
 	}
 	return res, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -431,4 +432,59 @@ func TestValidRefName(t *testing.T) {
 			t.Errorf("ValidRefName(%q) = %v, not ErrInvalidArgument", tt.name, err)
 		}
 	}
+}
+
+// GC is its plan applied: a dry run reports what GC then does, and changes
+// nothing.
+func TestGCPlanIsWhatGCDoes(t *testing.T) {
+	s := openTestStore(t, Options{PackSize: 256 << 10})
+	ctx := context.Background()
+	for i, name := range []string{"a", "b", "c"} {
+		src := t.TempDir()
+		writeFile(t, filepath.Join(src, "big"), randBytes(int64(90+i), 600<<10), 0o644)
+		writeFile(t, filepath.Join(src, "shared"), randBytes(99, 100<<10), 0o644)
+		_, err := s.Import(ctx, src, ImportOptions{Refs: []string{name}})
+		must(t, err)
+	}
+	must(t, s.DeleteRefs("b"))
+	packsBefore, err := s.packFiles()
+	must(t, err)
+	usageBefore, err := s.Usage(ctx)
+	must(t, err)
+	dry, err := s.GC(ctx, GCOptions{DryRun: true})
+	must(t, err)
+	if dry.Chunks == 0 || dry.Nodes == 0 || dry.PacksDeleted+dry.PacksRewritten == 0 {
+		t.Fatalf("dry run plans nothing after a ref was dropped: %+v", dry)
+	}
+	packsAfter, err := s.packFiles()
+	must(t, err)
+	usageAfter, err := s.Usage(ctx)
+	must(t, err)
+	if !maps.Equal(packsBefore, packsAfter) || usageAfter != usageBefore {
+		t.Fatalf("a dry run changed the store: packs %v → %v, usage %+v → %+v", packsBefore, packsAfter, usageBefore, usageAfter)
+	}
+	done, err := s.GC(ctx, GCOptions{})
+	must(t, err)
+	if done.Chunks != dry.Chunks || done.Nodes != dry.Nodes || done.PacksDeleted != dry.PacksDeleted ||
+		done.PacksRewritten != dry.PacksRewritten || done.OrphanPacks != dry.OrphanPacks {
+		t.Fatalf("gc did %+v, its dry run planned %+v", done, dry)
+	}
+	// A rewritten pack has a header and a footer of its own: what GC
+	// frees is at most what the plan counted.
+	if done.FreedBytes > dry.FreedBytes || done.FreedBytes < dry.FreedBytes-int64(64<<10) {
+		t.Fatalf("gc freed %d bytes, its plan said %d", done.FreedBytes, dry.FreedBytes)
+	}
+	requireRefs(t, s, map[string]digest.Hash{"a": mustRef(t, s, "a"), "c": mustRef(t, s, "c")})
+	again, err := s.GC(ctx, GCOptions{DryRun: true})
+	must(t, err)
+	if again.Chunks != 0 || again.Nodes != 0 || again.PacksDeleted != 0 {
+		t.Fatalf("a second gc plans more: %+v", again)
+	}
+}
+
+func mustRef(t *testing.T, s *Store, name string) digest.Hash {
+	t.Helper()
+	h, err := s.Ref(name)
+	must(t, err)
+	return h
 }
