@@ -657,7 +657,7 @@ func TestRefused(t *testing.T) {
 		{name: "malformed JSON", data: `{"fd": 0, "dir_fd": `, fds: []int{rw, dirfd}, wantErr: "not a JSON object"},
 		{name: "JSON array", data: `[0, 1]`, fds: []int{rw, dirfd}, wantErr: "not a JSON object"},
 		{name: "binary garbage", data: "\x00\xff\xfe", fds: []int{rw, dirfd}, wantErr: "not UTF-8"},
-		{name: "unknown key", data: `{"fd": 0, "dir_fd": 1, "lock": true}`, fds: []int{rw, dirfd}, wantErr: `unknown key "lock"`},
+		{name: "unknown key", data: `{"fd": 0, "dir_fd": 1, "flock": true}`, fds: []int{rw, dirfd}, wantErr: `unknown key "flock"`},
 		{name: "missing dir_fd", data: `{"fd": 0}`, fds: []int{rw, dirfd}, wantErr: `"dir_fd" is required`},
 		{name: "no fds", data: ok, fds: nil, wantErr: "carries 0 file descriptors"},
 		{name: "one fd", data: ok, fds: []int{rw}, wantErr: "carries 1 file descriptors"},
