@@ -17,7 +17,7 @@ import (
 	"github.com/forge-build/forge/builder/manifest"
 	"github.com/forge-build/forge/builder/runs"
 	"github.com/forge-build/forge/buildroot"
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/loopd"
 )
 
@@ -95,7 +95,7 @@ func short(id string) string {
 // result is returned also on failure; the error is a *StageError when a
 // stage failed, ctx's error when the build was stopped, or what else went
 // wrong.
-func Build(ctx context.Context, c *daemon.Client, m *manifest.Manifest, opts Options) (*Result, error) {
+func Build(ctx context.Context, c *client.Client, m *manifest.Manifest, opts Options) (*Result, error) {
 	if opts.Events == nil {
 		opts.Events = func(Event) {}
 	}
@@ -118,7 +118,7 @@ func Build(ctx context.Context, c *daemon.Client, m *manifest.Manifest, opts Opt
 }
 
 type build struct {
-	c    *daemon.Client
+	c    *client.Client
 	opts Options
 	run  *runs.Run
 	refs map[string]string // ref name → tree hash, as last listed
@@ -208,7 +208,7 @@ func (b *build) startRun(ctx context.Context) (*runs.Run, error) {
 }
 
 // mount mounts req in the run directory; the returned func unmounts it.
-func (b *build) mount(ctx context.Context, what string, req daemon.MountRequest) (string, func(), error) {
+func (b *build) mount(ctx context.Context, what string, req client.MountRequest) (string, func(), error) {
 	r, err := b.startRun(ctx)
 	if err != nil {
 		return "", nil, err
@@ -231,7 +231,7 @@ func (b *build) buildTree(ctx context.Context, p *manifest.Pipeline) (string, fu
 	if err := b.stages(ctx, bp); err != nil {
 		return "", nil, err
 	}
-	return b.mount(ctx, "build", daemon.MountRequest{Tree: b.refs[bp.TreeID()], BuildRoot: true})
+	return b.mount(ctx, "build", client.MountRequest{Tree: b.refs[bp.TreeID()], BuildRoot: true})
 }
 
 // stages runs what is not stored of p's stages, committing each.
@@ -258,7 +258,7 @@ func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
 	if done > 0 {
 		base = b.refs[p.Stages[done-1].ID]
 	}
-	tree, unmountTree, err := b.mount(ctx, "tree", daemon.MountRequest{Tree: base, Writable: true})
+	tree, unmountTree, err := b.mount(ctx, "tree", client.MountRequest{Tree: base, Writable: true})
 	if err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
 		}
 		// The stage's tree, stored under its ID: a cache point. Until this
 		// commit succeeds the store is as it was before the stage.
-		res, err := b.c.Commit(ctx, daemon.CommitRequest{Mountpoint: daemon.Path(tree), Refs: []string{st.ID}})
+		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.ID}})
 		if err != nil {
 			return b.failed(ctx, st, false, fmt.Errorf("commit the tree: %w", err))
 		}
@@ -321,9 +321,9 @@ func (b *build) runAssembler(ctx context.Context, p *manifest.Pipeline) (string,
 	defer unmountRoot()
 	// The final tree, read-only (an empty one, writable, when the pipeline
 	// has no stages: read-only mounts need a stored tree).
-	req := daemon.MountRequest{Writable: true}
+	req := client.MountRequest{Writable: true}
 	if id := p.TreeID(); id != "" {
-		req = daemon.MountRequest{Tree: b.refs[id]}
+		req = client.MountRequest{Tree: b.refs[id]}
 	}
 	tree, unmountTree, err := b.mount(ctx, "final", req)
 	if err != nil {
@@ -342,7 +342,7 @@ func (b *build) runAssembler(ctx context.Context, p *manifest.Pipeline) (string,
 	if err := b.runStage(ctx, a, stageRun{buildTree: root, tree: tree, assembler: true, output: out, loopd: sock}); err != nil {
 		return "", err
 	}
-	res, err := b.c.Import(ctx, daemon.ImportRequest{Path: daemon.Path(out), Refs: []string{a.ID}}, nil)
+	res, err := b.c.Import(ctx, client.ImportRequest{Path: client.Path(out), Refs: []string{a.ID}}, nil)
 	if err != nil {
 		return "", fmt.Errorf("store the output: %w", err)
 	}
@@ -454,7 +454,7 @@ func (b *build) export(ctx context.Context, tree string) error {
 		return fmt.Errorf("output directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if _, err := b.c.Export(ctx, daemon.ExportRequest{Tree: tree, Path: daemon.Path(tmp)}, nil); err != nil {
+	if _, err := b.c.Export(ctx, client.ExportRequest{Tree: tree, Path: client.Path(tmp)}, nil); err != nil {
 		return fmt.Errorf("export the output to %s: %w", dir, err)
 	}
 	entries, err := os.ReadDir(tmp)

@@ -17,6 +17,7 @@ import (
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/mountinfo"
 	"github.com/forge-build/forge/overlay"
@@ -35,7 +36,7 @@ type mountEntry struct {
 	commitMu sync.Mutex
 
 	mu      sync.Mutex // guards info.Tree and release, which a commit moves
-	info    MountInfo
+	info    client.MountInfo
 	release func() // the tree's pin
 }
 
@@ -71,7 +72,7 @@ func (d *Daemon) mountsFile() string { return filepath.Join(d.store.Dir(), mount
 
 // saveMounts writes the record; d.mu is held.
 func (d *Daemon) saveMounts() {
-	infos := make([]MountInfo, 0, len(d.mounts))
+	infos := make([]client.MountInfo, 0, len(d.mounts))
 	for _, e := range d.mounts {
 		e.mu.Lock()
 		infos = append(infos, e.info)
@@ -97,7 +98,7 @@ func (d *Daemon) recoverMounts() {
 	if err != nil {
 		return
 	}
-	var infos []MountInfo
+	var infos []client.MountInfo
 	if err := json.Unmarshal(b, &infos); err != nil {
 		d.cfg.Logf("read %s: %v", d.mountsFile(), err)
 	}
@@ -134,8 +135,8 @@ func forgeMounts() (map[string]bool, error) {
 	return out, nil
 }
 
-func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (any, error) {
-	req, err := decode[MountRequest](body)
+func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.MountRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +192,7 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 		release = func() {}
 	}
 	e.release = release
-	info := MountInfo{Mountpoint: Path(mp), Writable: req.Writable, Kind: e.info.Kind, Created: time.Now().UTC()}
+	info := client.MountInfo{Mountpoint: client.Path(mp), Writable: req.Writable, Kind: e.info.Kind, Created: time.Now().UTC()}
 	if req.Tree != "" {
 		info.Tree = h.String()
 		if _, perr := digest.Parse(req.Tree); perr != nil {
@@ -206,15 +207,10 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(event) error) (a
 	return info, nil
 }
 
-// RunsDirName is the directory of a store under which forge runs and
-// builds make the mountpoints of their trees (package builder/runs): the
-// one place inside a store where the daemon mounts what clients ask.
-const RunsDirName = "buildroots"
-
 // CheckMountpoint refuses mountpoint when a mount there would hide files
 // of the store at storeDir from the daemon and from fsck: the store
 // directory itself, anything inside it but a run's directory under
-// RunsDirName, and any directory the store is inside of. Both paths are
+// client.RunsDirName, and any directory the store is inside of. Both paths are
 // compared with symlinks resolved (as far as they exist). The error wraps
 // cas.ErrInvalidArgument.
 func CheckMountpoint(storeDir, mountpoint string) error {
@@ -232,7 +228,7 @@ func CheckMountpoint(storeDir, mountpoint string) error {
 	}
 	if rel, ok := below(store, mp); ok {
 		parts := strings.Split(rel, "/")
-		if len(parts) >= 3 && parts[0] == RunsDirName {
+		if len(parts) >= 3 && parts[0] == client.RunsDirName {
 			return nil // <store>/buildroots/run-*/NAME
 		}
 		if rel == "." {
@@ -351,8 +347,8 @@ func (d *Daemon) watch(e *mountEntry) {
 
 // commit stores what a writable mount holds now and moves the mount's pin
 // to the new tree (whose nodes the mount's unchanged files now name).
-func (d *Daemon) commit(ctx context.Context, body []byte, _ func(event) error) (any, error) {
-	req, err := decode[CommitRequest](body)
+func (d *Daemon) commit(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.CommitRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -405,11 +401,11 @@ func (d *Daemon) commit(ctx context.Context, body []byte, _ func(event) error) (
 	d.saveMounts()
 	d.mu.Unlock()
 	d.cfg.Logf("committed %s as %s in %s", mp, h.Short(), time.Since(start).Round(time.Millisecond))
-	return CommitResult{Tree: h.String(), ElapsedSec: time.Since(start).Seconds()}, nil
+	return client.CommitResult{Tree: h.String(), ElapsedSec: time.Since(start).Seconds()}, nil
 }
 
-func (d *Daemon) unmount(ctx context.Context, body []byte, _ func(event) error) (any, error) {
-	req, err := decode[UnmountRequest](body)
+func (d *Daemon) unmount(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.UnmountRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -435,10 +431,10 @@ func (d *Daemon) unmount(ctx context.Context, body []byte, _ func(event) error) 
 	return e.info, nil
 }
 
-func (d *Daemon) listMounts(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+func (d *Daemon) listMounts(ctx context.Context, _ []byte, _ func(client.Event) error) (any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]MountInfo, 0, len(d.mounts))
+	out := make([]client.MountInfo, 0, len(d.mounts))
 	for _, e := range d.mounts {
 		e.mu.Lock()
 		out = append(out, e.info)

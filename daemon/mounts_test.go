@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/forge-build/forge/cas"
+	"github.com/forge-build/forge/daemon/client"
 )
 
 func TestCheckMountpoint(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
-	for _, d := range []string{"packs", "index", "tmp", RunsDirName + "/run-1/tree", "../elsewhere/mnt", "../store-2"} {
+	for _, d := range []string{"packs", "index", "tmp", client.RunsDirName + "/run-1/tree", "../elsewhere/mnt", "../store-2"} {
 		if err := os.MkdirAll(filepath.Join(store, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -32,14 +33,14 @@ func TestCheckMountpoint(t *testing.T) {
 	}{
 		{"outside", store, filepath.Join(dir, "elsewhere/mnt"), true},
 		{"a sibling whose name starts like the store's", store, filepath.Join(dir, "store-2"), true},
-		{"a run's mountpoint", store, filepath.Join(store, RunsDirName, "run-1/tree"), true},
+		{"a run's mountpoint", store, filepath.Join(store, client.RunsDirName, "run-1/tree"), true},
 		{"packs", store, filepath.Join(store, "packs"), false},
 		{"index", store, filepath.Join(store, "index"), false},
 		{"tmp", store, filepath.Join(store, "tmp"), false},
 		{"the store", store, store, false},
 		{"the store, unclean", store, store + "/packs/..", false},
-		{"the runs directory", store, filepath.Join(store, RunsDirName), false},
-		{"a run's directory", store, filepath.Join(store, RunsDirName, "run-1"), false},
+		{"the runs directory", store, filepath.Join(store, client.RunsDirName), false},
+		{"a run's directory", store, filepath.Join(store, client.RunsDirName, "run-1"), false},
 		{"a symlink into the store", store, link, false},
 		{"through a symlinked store", storeLink, filepath.Join(store, "index"), false},
 		{"above the store", store, dir, false},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/fusefs"
 )
 
@@ -86,7 +87,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer store.Close()
 	d.recoverMounts()
 
-	sock := filepath.Join(store.Dir(), SocketName)
+	sock := filepath.Join(store.Dir(), client.SocketName)
 	// We hold the store's lock, so a socket file here is a dead daemon's.
 	os.Remove(sock)
 	ln, err := net.Listen("unix", sock)
@@ -220,7 +221,7 @@ func connWithPeer(ctx context.Context, c net.Conn) context.Context {
 func (d *Daemon) authorize(ctx context.Context) error {
 	cred, _ := ctx.Value(peerKey{}).(*unix.Ucred)
 	if cred == nil {
-		return fmt.Errorf("%w: no peer credentials", errDenied)
+		return fmt.Errorf("%w: no peer credentials", client.ErrDenied)
 	}
 	if cred.Uid == 0 {
 		return nil
@@ -228,7 +229,7 @@ func (d *Daemon) authorize(ctx context.Context) error {
 	if d.gid >= 0 && peerInGroup(int(cred.Pid), d.gid) {
 		return nil
 	}
-	return fmt.Errorf("%w: uid %d is not root and not in the daemon's group", errDenied, cred.Uid)
+	return fmt.Errorf("%w: uid %d is not root and not in the daemon's group", client.ErrDenied, cred.Uid)
 }
 
 // peerInGroup reads a process's groups from /proc: SO_PEERCRED gives only
@@ -254,7 +255,7 @@ func peerInGroup(pid, gid int) bool {
 
 // handler is one call: it decodes req, may emit events, and returns the
 // result or an error.
-type handler func(ctx context.Context, body []byte, emit func(event) error) (any, error)
+type handler func(ctx context.Context, body []byte, emit func(client.Event) error) (any, error)
 
 func (d *Daemon) routes() *http.ServeMux {
 	mux := http.NewServeMux()
@@ -287,7 +288,7 @@ func (d *Daemon) serve(name string, h handler) http.HandlerFunc {
 		enc := json.NewEncoder(w)
 		flusher, _ := w.(http.Flusher)
 		var wmu sync.Mutex
-		emit := func(ev event) error {
+		emit := func(ev client.Event) error {
 			wmu.Lock()
 			defer wmu.Unlock()
 			if err := enc.Encode(ev); err != nil {
@@ -311,15 +312,15 @@ func (d *Daemon) serve(name string, h handler) http.HandlerFunc {
 			if !errors.Is(err, context.Canceled) {
 				d.cfg.Logf("%s: %v", name, err)
 			}
-			emit(event{Error: toAPIError(err)})
+			emit(client.Event{Error: client.ToWire(err)})
 			return
 		}
 		raw, err := json.Marshal(result)
 		if err != nil {
-			emit(event{Error: toAPIError(err)})
+			emit(client.Event{Error: client.ToWire(err)})
 			return
 		}
-		emit(event{Result: raw})
+		emit(client.Event{Result: raw})
 	}
 }
 
@@ -343,21 +344,21 @@ func absPath(what, p string) error {
 	return nil
 }
 
-func (d *Daemon) ping(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
-	return PingResult{PID: os.Getpid(), Store: d.store.Dir(), Since: d.start}, nil
+func (d *Daemon) ping(ctx context.Context, _ []byte, _ func(client.Event) error) (any, error) {
+	return client.PingResult{PID: os.Getpid(), Store: d.store.Dir(), Since: d.start}, nil
 }
 
-func (d *Daemon) shutdown(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+func (d *Daemon) shutdown(ctx context.Context, _ []byte, _ func(client.Event) error) (any, error) {
 	d.shutOnce.Do(func() { close(d.shutdownCh) })
 	return struct{}{}, nil
 }
 
-func progressEmitter(emit func(event) error) func(cas.Progress) {
-	return func(p cas.Progress) { emit(event{Progress: &p}) }
+func progressEmitter(emit func(client.Event) error) func(cas.Progress) {
+	return func(p cas.Progress) { emit(client.Event{Progress: &p}) }
 }
 
-func (d *Daemon) importTree(ctx context.Context, body []byte, emit func(event) error) (any, error) {
-	req, err := decode[ImportRequest](body)
+func (d *Daemon) importTree(ctx context.Context, body []byte, emit func(client.Event) error) (any, error) {
+	req, err := decode[client.ImportRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +369,7 @@ func (d *Daemon) importTree(ctx context.Context, body []byte, emit func(event) e
 	if err != nil {
 		return nil, err
 	}
-	return ImportResult{
+	return client.ImportResult{
 		Tree: res.Tree.String(), Entries: res.Entries, Bytes: res.Bytes, Reused: res.ReusedBytes,
 		NewBytes: res.Stats.NewBytes, NewChunks: res.Stats.NewChunks, NewNodes: res.Stats.NewNodes,
 		ElapsedSec: res.Elapsed.Seconds(),
@@ -385,8 +386,8 @@ func (d *Daemon) resolvePinned(name string) (digest.Hash, func(), error) {
 	return h, release, err
 }
 
-func (d *Daemon) exportTree(ctx context.Context, body []byte, emit func(event) error) (any, error) {
-	req, err := decode[ExportRequest](body)
+func (d *Daemon) exportTree(ctx context.Context, body []byte, emit func(client.Event) error) (any, error) {
+	req, err := decode[client.ExportRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -402,39 +403,39 @@ func (d *Daemon) exportTree(ctx context.Context, body []byte, emit func(event) e
 	if err != nil {
 		return nil, err
 	}
-	return ExportResult{Entries: res.Entries, Bytes: res.Bytes, ElapsedSec: res.Elapsed.Seconds()}, nil
+	return client.ExportResult{Entries: res.Entries, Bytes: res.Bytes, ElapsedSec: res.Elapsed.Seconds()}, nil
 }
 
-func (d *Daemon) refs(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+func (d *Daemon) refs(ctx context.Context, _ []byte, _ func(client.Event) error) (any, error) {
 	refs, err := d.store.RefUsage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]RefInfo, len(refs))
+	out := make([]client.RefInfo, len(refs))
 	for i, r := range refs {
-		out[i] = RefInfo{r.Name, r.Tree.String(), r.LogicalBytes, r.UniqueBytes, r.LastUsed.UTC(), r.Unreadable}
+		out[i] = client.RefInfo{Name: r.Name, Tree: r.Tree.String(), LogicalBytes: r.LogicalBytes, UniqueBytes: r.UniqueBytes, LastUsed: r.LastUsed.UTC(), Unreadable: r.Unreadable}
 	}
 	return out, nil
 }
 
-func (d *Daemon) remove(ctx context.Context, body []byte, _ func(event) error) (any, error) {
-	req, err := decode[RemoveRequest](body)
+func (d *Daemon) remove(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.RemoveRequest](body)
 	if err != nil {
 		return nil, err
 	}
 	return struct{}{}, d.store.DeleteRefs(req.Refs...)
 }
 
-func (d *Daemon) usage(ctx context.Context, _ []byte, _ func(event) error) (any, error) {
+func (d *Daemon) usage(ctx context.Context, _ []byte, _ func(client.Event) error) (any, error) {
 	u, err := d.store.Usage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return UsageResult{u.LogicalBytes, u.StoredBytes, u.PackBytes, u.Chunks, u.Nodes, u.Packs, u.Refs, u.DedupRatio}, nil
+	return client.UsageResult{LogicalBytes: u.LogicalBytes, StoredBytes: u.StoredBytes, PackBytes: u.PackBytes, Chunks: u.Chunks, Nodes: u.Nodes, Packs: u.Packs, Refs: u.Refs, DedupRatio: u.DedupRatio}, nil
 }
 
-func (d *Daemon) diff(ctx context.Context, body []byte, emit func(event) error) (any, error) {
-	req, err := decode[DiffRequest](body)
+func (d *Daemon) diff(ctx context.Context, body []byte, emit func(client.Event) error) (any, error) {
+	req, err := decode[client.DiffRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -451,14 +452,14 @@ func (d *Daemon) diff(ctx context.Context, body []byte, emit func(event) error) 
 	n := 0
 	err = d.store.Diff(ctx, a, b, func(c cas.Change) error {
 		n++
-		item, _ := json.Marshal(Change{Op: string(c.Op), Path: Path(c.Path)})
-		return emit(event{Item: item})
+		item, _ := json.Marshal(client.Change{Op: string(c.Op), Path: client.Path(c.Path)})
+		return emit(client.Event{Item: item})
 	})
 	return map[string]int{"changes": n}, err
 }
 
-func (d *Daemon) gc(ctx context.Context, body []byte, _ func(event) error) (any, error) {
-	req, err := decode[GCRequest](body)
+func (d *Daemon) gc(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.GCRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -469,11 +470,11 @@ func (d *Daemon) gc(ctx context.Context, body []byte, _ func(event) error) (any,
 	if r.DroppedRefs == nil {
 		r.DroppedRefs = []string{}
 	}
-	return GCResult{r.DroppedRefs, r.Nodes, r.Chunks, r.ChunkBytes, r.PacksDeleted, r.PacksRewritten, r.OrphanPacks, r.FreedBytes}, nil
+	return client.GCResult{DroppedRefs: r.DroppedRefs, Nodes: r.Nodes, Chunks: r.Chunks, ChunkBytes: r.ChunkBytes, PacksDeleted: r.PacksDeleted, PacksRewritten: r.PacksRewritten, OrphanPacks: r.OrphanPacks, FreedBytes: r.FreedBytes}, nil
 }
 
-func (d *Daemon) fsck(ctx context.Context, body []byte, _ func(event) error) (any, error) {
-	req, err := decode[FsckRequest](body)
+func (d *Daemon) fsck(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.FsckRequest](body)
 	if err != nil {
 		return nil, err
 	}
@@ -481,5 +482,5 @@ func (d *Daemon) fsck(ctx context.Context, body []byte, _ func(event) error) (an
 	if err != nil {
 		return nil, err
 	}
-	return FsckResult{r.Problems, r.Repaired, r.Chunks, r.Nodes, r.Packs, r.Refs, r.GarbagePacks, r.GarbageNodes}, nil
+	return client.FsckResult{Problems: r.Problems, Repaired: r.Repaired, Chunks: r.Chunks, Nodes: r.Nodes, Packs: r.Packs, Refs: r.Refs, GarbagePacks: r.GarbagePacks, GarbageNodes: r.GarbageNodes}, nil
 }

@@ -26,13 +26,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 
 // DirName is the directory under the store that holds run directories:
 // the daemon mounts trees inside the store there only.
-const DirName = daemon.RunsDirName
+const DirName = client.RunsDirName
 
 // ReaperArg is os.Args[1] of the reaper process: the program's main must
 // call ReaperMain with the arguments after it when it sees it.
@@ -47,12 +47,12 @@ type Run struct {
 	Dir    string
 	lock   *os.File
 	reaper func()
-	client *daemon.Client
+	client *client.Client
 }
 
 // Start sweeps the run directories of dead runs, makes a new one and
 // starts its reaper.
-func Start(ctx context.Context, c *daemon.Client, store string) (*Run, error) {
+func Start(ctx context.Context, c *client.Client, store string) (*Run, error) {
 	runs := filepath.Join(store, DirName)
 	Sweep(ctx, c, runs)
 	dir, lock, err := newRunDir(runs)
@@ -72,7 +72,7 @@ func Start(ctx context.Context, c *daemon.Client, store string) (*Run, error) {
 // writable tree is where stages run (debootstrap makes device nodes,
 // packages install set-id programs that run in the build root): it is
 // mounted suid and dev (BuildRoot), which only root can reach here.
-func (r *Run) Mount(ctx context.Context, name string, req daemon.MountRequest) (string, error) {
+func (r *Run) Mount(ctx context.Context, name string, req client.MountRequest) (string, error) {
 	if req.Writable {
 		req.BuildRoot = true
 	}
@@ -80,7 +80,7 @@ func (r *Run) Mount(ctx context.Context, name string, req daemon.MountRequest) (
 	if err := os.Mkdir(mp, 0o755); err != nil {
 		return "", err
 	}
-	req.Mountpoint = daemon.Path(mp)
+	req.Mountpoint = client.Path(mp)
 	if _, err := r.client.Mount(ctx, req); err != nil {
 		os.Remove(mp)
 		tree := req.Tree
@@ -95,8 +95,8 @@ func (r *Run) Mount(ctx context.Context, name string, req daemon.MountRequest) (
 // Unmount detaches the daemon's mount at mp (made by Mount) and removes
 // the directory.
 func (r *Run) Unmount(ctx context.Context, mp string) error {
-	if _, err := r.client.Unmount(ctx, daemon.UnmountRequest{Mountpoint: daemon.Path(mp)}); err != nil {
-		if _, lerr := r.client.Unmount(ctx, daemon.UnmountRequest{Mountpoint: daemon.Path(mp), Lazy: true}); lerr != nil {
+	if _, err := r.client.Unmount(ctx, client.UnmountRequest{Mountpoint: client.Path(mp)}); err != nil {
+		if _, lerr := r.client.Unmount(ctx, client.UnmountRequest{Mountpoint: client.Path(mp), Lazy: true}); lerr != nil {
 			return fmt.Errorf("unmount %s: %w", mp, err)
 		}
 	}
@@ -189,7 +189,7 @@ func newRunDir(runs string) (string, *os.File, error) {
 }
 
 // Sweep cleans the directories of runs that died with their reaper.
-func Sweep(ctx context.Context, c *daemon.Client, runs string) {
+func Sweep(ctx context.Context, c *client.Client, runs string) {
 	l, err := lockRuns(runs)
 	if err != nil {
 		return
@@ -216,7 +216,7 @@ func Sweep(ctx context.Context, c *daemon.Client, runs string) {
 // the scratch directory is removed recursively (nothing is ever mounted
 // in it on the host); a mountpoint that is still mounted (or not empty)
 // stays, for the next sweep.
-func cleanup(ctx context.Context, c *daemon.Client, dir string) {
+func cleanup(ctx context.Context, c *client.Client, dir string) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if mounts, err := c.Mounts(ctx); err == nil {
@@ -227,8 +227,8 @@ func cleanup(ctx context.Context, c *daemon.Client, dir string) {
 			}
 			// Normally the buildroot is gone and nothing holds the mount;
 			// lazily otherwise (a dying buildroot still tearing down).
-			if _, err := c.Unmount(ctx, daemon.UnmountRequest{Mountpoint: m.Mountpoint}); err != nil {
-				c.Unmount(ctx, daemon.UnmountRequest{Mountpoint: m.Mountpoint, Lazy: true})
+			if _, err := c.Unmount(ctx, client.UnmountRequest{Mountpoint: m.Mountpoint}); err != nil {
+				c.Unmount(ctx, client.UnmountRequest{Mountpoint: m.Mountpoint, Lazy: true})
 			}
 		}
 	}
@@ -284,7 +284,7 @@ func ReaperMain(args []string) int {
 	if _, err := os.Stat(args[1]); err != nil {
 		return 0
 	}
-	c := daemon.NewClient(args[0])
+	c := client.NewClient(args[0])
 	defer c.Close()
 	cleanup(context.Background(), c, args[1])
 	return 0

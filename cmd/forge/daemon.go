@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 )
 
 func daemonCommands() []*command {
@@ -59,7 +60,7 @@ func runDaemonStop(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("daemon stop takes no arguments")
 	}
 	dir, _ := fs.GetString("store")
-	c := daemon.NewClient(dir)
+	c := client.NewClient(dir)
 	defer c.Close()
 	info, err := c.Ping(ctx)
 	if err != nil {

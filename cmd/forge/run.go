@@ -11,7 +11,7 @@ import (
 	"github.com/forge-build/forge/builder/runs"
 	"github.com/forge-build/forge/buildroot"
 	"github.com/forge-build/forge/cas"
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 )
 
 func runCommands() []*command {
@@ -102,13 +102,13 @@ func runRun(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	var commitAt string
 	switch {
 	case chroot != "":
-		mp, err := run.Mount(ctx, "root", daemon.MountRequest{Tree: chroot, Writable: true})
+		mp, err := run.Mount(ctx, "root", client.MountRequest{Tree: chroot, Writable: true})
 		if err != nil {
 			return err
 		}
 		cfg.BuildTree, cfg.Chroot, commitAt = mp, true, mp
 	case root != "host":
-		mp, err := run.Mount(ctx, "buildtree", daemon.MountRequest{Tree: root, BuildRoot: true})
+		mp, err := run.Mount(ctx, "buildtree", client.MountRequest{Tree: root, BuildRoot: true})
 		if err != nil {
 			return err
 		}
@@ -116,7 +116,7 @@ func runRun(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	}
 	if chroot == "" && (tree != "" || commitRef != "") {
 		// Without --tree, --commit-ref builds a tree from an empty one.
-		mp, err := run.Mount(ctx, "tree", daemon.MountRequest{Tree: tree, Writable: true})
+		mp, err := run.Mount(ctx, "tree", client.MountRequest{Tree: tree, Writable: true})
 		if err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func runRun(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return err
 	}
 	if code == 0 && commitRef != "" {
-		res, err := c.Commit(context.WithoutCancel(ctx), daemon.CommitRequest{Mountpoint: daemon.Path(commitAt), Refs: []string{commitRef}})
+		res, err := c.Commit(context.WithoutCancel(ctx), client.CommitRequest{Mountpoint: client.Path(commitAt), Refs: []string{commitRef}})
 		if err != nil {
 			return fmt.Errorf("commit %s as %s: %w", commitAt, commitRef, err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 )
 
 const defaultStore = "/var/cache/forge"
@@ -29,20 +30,20 @@ func storeFlag(fs *pflag.FlagSet) {
 
 // connect returns a client of the store's daemon, starting the daemon
 // when none runs.
-func connect(ctx context.Context, fs *pflag.FlagSet) (*daemon.Client, error) {
+func connect(ctx context.Context, fs *pflag.FlagSet) (*client.Client, error) {
 	dir, _ := fs.GetString("store")
 	if dir == "" {
 		return nil, usagef("--store is empty")
 	}
-	var opts daemon.SpawnOptions
+	var opts client.SpawnOptions
 	if v := os.Getenv("FORGE_DAEMON_IDLE_TIMEOUT"); v != "" {
 		opts.Args = append(opts.Args, "--idle-timeout", v)
 	}
-	return daemon.Connect(ctx, dir, opts)
+	return client.Connect(ctx, dir, opts)
 }
 
 // withClient connects, runs fn, and closes the client.
-func withClient(ctx context.Context, fs *pflag.FlagSet, fn func(*daemon.Client) error) error {
+func withClient(ctx context.Context, fs *pflag.FlagSet, fn func(*client.Client) error) error {
 	c, err := connect(ctx, fs)
 	if err != nil {
 		return err
@@ -229,9 +230,9 @@ func runImport(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		p := newProgress(e, "import")
-		res, err := c.Import(ctx, daemon.ImportRequest{Path: daemon.Path(path), Refs: refs}, p.update)
+		res, err := c.Import(ctx, client.ImportRequest{Path: client.Path(path), Refs: refs}, p.update)
 		p.done()
 		if err != nil {
 			return err
@@ -252,9 +253,9 @@ func runExport(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		p := newProgress(e, "export")
-		res, err := c.Export(ctx, daemon.ExportRequest{Tree: fs.Arg(0), Path: daemon.Path(path)}, p.update)
+		res, err := c.Export(ctx, client.ExportRequest{Tree: fs.Arg(0), Path: client.Path(path)}, p.update)
 		p.done()
 		if err != nil {
 			return err
@@ -269,14 +270,14 @@ func runLs(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("ls takes no arguments")
 	}
 	asJSON, _ := fs.GetBool("json")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		refs, err := c.Refs(ctx)
 		if err != nil {
 			return err
 		}
 		if asJSON {
 			if refs == nil {
-				refs = []daemon.RefInfo{}
+				refs = []client.RefInfo{}
 			}
 			return writeJSON(e, refs)
 		}
@@ -306,7 +307,7 @@ func runRm(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() == 0 {
 		return usagef("name at least one REF")
 	}
-	err := withClient(ctx, fs, func(c *daemon.Client) error {
+	err := withClient(ctx, fs, func(c *client.Client) error {
 		return c.Remove(ctx, fs.Args()...)
 	})
 	if errors.Is(err, cas.ErrInvalidArgument) {
@@ -322,7 +323,7 @@ func runDu(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("du takes no arguments")
 	}
 	asJSON, _ := fs.GetBool("json")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		u, err := c.Usage(ctx)
 		if err != nil {
 			return err
@@ -343,8 +344,8 @@ func runDiff(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 2 {
 		return usagef("want two trees A and B, got %d arguments", fs.NArg())
 	}
-	return withClient(ctx, fs, func(c *daemon.Client) error {
-		return c.Diff(ctx, daemon.DiffRequest{A: fs.Arg(0), B: fs.Arg(1)}, func(ch daemon.Change) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
+		return c.Diff(ctx, client.DiffRequest{A: fs.Arg(0), B: fs.Arg(1)}, func(ch client.Change) error {
 			_, err := fmt.Fprintf(e.stdout, "%s %s\n", ch.Op, cas.QuotePath(string(ch.Path)))
 			return err
 		})
@@ -355,7 +356,7 @@ func runGC(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 0 {
 		return usagef("gc takes no arguments")
 	}
-	var req daemon.GCRequest
+	var req client.GCRequest
 	if v, _ := fs.GetString("max-size"); v != "" {
 		size, err := parseSize(v)
 		if err != nil {
@@ -364,7 +365,7 @@ func runGC(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		req.MaxSize = size
 	}
 	req.DryRun, _ = fs.GetBool("dry-run")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		res, err := c.GC(ctx, req)
 		if err != nil {
 			return err
@@ -388,8 +389,8 @@ func runFsck(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("fsck takes no arguments")
 	}
 	repair, _ := fs.GetBool("repair")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
-		res, err := c.Fsck(ctx, daemon.FsckRequest{Repair: repair})
+	return withClient(ctx, fs, func(c *client.Client) error {
+		res, err := c.Fsck(ctx, client.FsckRequest{Repair: repair})
 		if err != nil {
 			return err
 		}
@@ -413,7 +414,7 @@ func runFsck(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 
 func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	rw, _ := fs.GetBool("rw")
-	var req daemon.MountRequest
+	var req client.MountRequest
 	switch {
 	case fs.NArg() == 2:
 		req.Tree = fs.Arg(0)
@@ -431,9 +432,9 @@ func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if err := daemon.CheckMountpoint(store, mp); errors.Is(err, cas.ErrInvalidArgument) {
 		return usagef("%v", err)
 	}
-	req.Mountpoint, req.Writable = daemon.Path(mp), rw
+	req.Mountpoint, req.Writable = client.Path(mp), rw
 	req.BuildRoot, _ = fs.GetBool("build-root")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		info, err := c.Mount(ctx, req)
 		if err != nil {
 			return err
@@ -462,8 +463,8 @@ func runCommit(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	return withClient(ctx, fs, func(c *daemon.Client) error {
-		res, err := c.Commit(ctx, daemon.CommitRequest{Mountpoint: daemon.Path(mp), Refs: refs})
+	return withClient(ctx, fs, func(c *client.Client) error {
+		res, err := c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(mp), Refs: refs})
 		if err != nil {
 			return err
 		}
@@ -482,8 +483,8 @@ func runUmount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return err
 	}
 	lazy, _ := fs.GetBool("lazy")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
-		_, err := c.Unmount(ctx, daemon.UnmountRequest{Mountpoint: daemon.Path(mp), Lazy: lazy})
+	return withClient(ctx, fs, func(c *client.Client) error {
+		_, err := c.Unmount(ctx, client.UnmountRequest{Mountpoint: client.Path(mp), Lazy: lazy})
 		return err
 	})
 }
@@ -493,7 +494,7 @@ func runMounts(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return usagef("mounts takes no arguments")
 	}
 	asJSON, _ := fs.GetBool("json")
-	return withClient(ctx, fs, func(c *daemon.Client) error {
+	return withClient(ctx, fs, func(c *client.Client) error {
 		mounts, err := c.Mounts(ctx)
 		if err != nil {
 			return err

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/internal/fstree"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
@@ -198,7 +198,7 @@ func (s *testStore) unmountAll(t testing.TB, mp string) {
 // daemonPID returns the PID of the store's daemon, or fails t.
 func (s *testStore) daemonPID(t testing.TB) int {
 	t.Helper()
-	c := daemon.NewClient(s.dir)
+	c := client.NewClient(s.dir)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -213,7 +213,7 @@ func (s *testStore) daemonPID(t testing.TB) int {
 // its PID if it is still there.
 func (s *testStore) stopDaemon(t testing.TB) {
 	t.Helper()
-	c := daemon.NewClient(s.dir)
+	c := client.NewClient(s.dir)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

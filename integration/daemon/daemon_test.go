@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/fstree"
 	"github.com/forge-build/forge/internal/mountinfo"
@@ -149,7 +149,7 @@ func must(t *testing.T, err error) {
 
 func daemonPID(t *testing.T, store string) int {
 	t.Helper()
-	c := daemon.NewClient(store)
+	c := client.NewClient(store)
 	defer c.Close()
 	info, err := c.Ping(context.Background())
 	if err != nil {
@@ -378,14 +378,14 @@ func TestSocketIsPrivateAndRefusesOthers(t *testing.T) {
 	src := filepath.Join(work, "src")
 	must(t, os.MkdirAll(src, 0o755))
 	importTree(t, store, src, "t")
-	fi, err := os.Stat(filepath.Join(store, daemon.SocketName))
+	fi, err := os.Stat(filepath.Join(store, client.SocketName))
 	must(t, err)
 	if fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
 	}
 	// Even with the socket opened up, a non-root peer is refused by its
 	// credentials.
-	must(t, os.Chmod(filepath.Join(store, daemon.SocketName), 0o666))
+	must(t, os.Chmod(filepath.Join(store, client.SocketName), 0o666))
 	must(t, os.Chmod(store, 0o755))
 	cmd := exec.Command(forgeBin, "store", "ls", "--store", store)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -405,7 +405,7 @@ func TestIdleDaemonExits(t *testing.T) {
 	}
 	pid := daemonPID(t, store)
 	waitGone(t, pid)
-	if _, err := os.Stat(filepath.Join(store, daemon.SocketName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(store, client.SocketName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("idle daemon left its socket: %v", err)
 	}
 }
@@ -428,7 +428,7 @@ func TestSIGTERMUnmountsAndExitsZero(t *testing.T) {
 		}
 	})
 	for i := 0; ; i++ {
-		c := daemon.NewClient(store)
+		c := client.NewClient(store)
 		_, err := c.Ping(context.Background())
 		c.Close()
 		if err == nil {
@@ -463,7 +463,7 @@ func TestGroupMembersMayUseTheDaemon(t *testing.T) {
 		d.Process.Signal(syscall.SIGTERM)
 		d.Wait()
 	})
-	sock := filepath.Join(store, daemon.SocketName)
+	sock := filepath.Join(store, client.SocketName)
 	for i := 0; ; i++ {
 		if fi, err := os.Stat(sock); err == nil && fi.Mode().Perm() == 0o660 {
 			break

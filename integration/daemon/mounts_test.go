@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/forge-build/forge/cas"
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/fstree"
 	"github.com/forge-build/forge/internal/mountinfo"
@@ -275,12 +275,12 @@ func TestMountpointInsideTheStoreIsRefused(t *testing.T) {
 	}
 
 	// The daemon refuses too, whatever the client checked.
-	c := daemon.NewClient(store)
+	c := client.NewClient(store)
 	defer c.Close()
 	for _, mp := range bad {
 		for _, writable := range []bool{false, true} {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			_, err := c.Mount(ctx, daemon.MountRequest{Tree: "t1", Mountpoint: daemon.Path(mp), Writable: writable})
+			_, err := c.Mount(ctx, client.MountRequest{Tree: "t1", Mountpoint: client.Path(mp), Writable: writable})
 			cancel()
 			if !errors.Is(err, cas.ErrInvalidArgument) {
 				t.Errorf("the daemon, asked to mount at %s (writable %v): %v; want an invalid argument", mp, writable, err)

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 
@@ -160,7 +160,7 @@ func StageCommand(ctx context.Context, libdir, path string, args any) (*exec.Cmd
 // when none answered.
 func StopDaemon(t testing.TB, forge, store string) int {
 	t.Helper()
-	c := daemon.NewClient(store)
+	c := client.NewClient(store)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

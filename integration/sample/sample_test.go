@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/forge-build/forge/builder"
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/aptmirror"
 	"github.com/forge-build/forge/internal/fstree"
@@ -204,7 +204,7 @@ func TestSampleImageBoots(t *testing.T) {
 // refTrees maps every ref of the store to its tree.
 func refTrees(t *testing.T, store string) map[string]string {
 	t.Helper()
-	c := daemon.NewClient(store)
+	c := client.NewClient(store)
 	defer c.Close()
 	refs, err := c.Refs(context.Background())
 	if err != nil {
@@ -252,7 +252,7 @@ func image(t *testing.T, dir string) string {
 
 func usage(t *testing.T, store string) int64 {
 	t.Helper()
-	c := daemon.NewClient(store)
+	c := client.NewClient(store)
 	defer c.Close()
 	u, err := c.Usage(context.Background())
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/forge-build/forge/daemon"
+	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/internal/fstree"
 )
 
@@ -216,7 +216,7 @@ func TestStoreInUse(t *testing.T) {
 	// Wait until the holder answers: a command before that would start
 	// a daemon of its own, which could win the store from the holder.
 	for i := 0; ; i++ {
-		c := daemon.NewClient(s.dir)
+		c := client.NewClient(s.dir)
 		_, err := c.Ping(ctx)
 		c.Close()
 		if err == nil {

@@ -1,4 +1,4 @@
-package daemon
+package client
 
 import (
 	"encoding/json"
@@ -56,14 +56,14 @@ func TestErrorKindsSurviveTheWire(t *testing.T) {
 		{&cas.InUseError{Dir: "/s", Holder: "process 1"}, kindInUse, cas.ErrInUse},
 		{fmt.Errorf("chunk: %w", cas.ErrCorrupt), kindCorrupt, cas.ErrCorrupt},
 		{fmt.Errorf("umount: %w", syscall.EBUSY), kindBusy, syscall.EBUSY},
-		{fmt.Errorf("%w: uid 5", errDenied), kindDenied, errDenied},
+		{fmt.Errorf("%w: uid 5", ErrDenied), kindDenied, ErrDenied},
 		{errors.New("anything else"), kindOther, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
-			api := toAPIError(tt.err)
+			api := ToWire(tt.err)
 			if api.Kind != tt.kind || api.Message != tt.err.Error() {
-				t.Fatalf("toAPIError = %+v, want kind %s", api, tt.kind)
+				t.Fatalf("ToWire = %+v, want kind %s", api, tt.kind)
 			}
 			remote := &RemoteError{Kind: api.Kind, Message: api.Message}
 			if tt.is != nil && !errors.Is(remote, tt.is) {

@@ -1,4 +1,4 @@
-package daemon
+package client
 
 import (
 	"bytes"
@@ -41,7 +41,7 @@ func NewClient(dir string) *Client {
 // Close drops the client's idle connections, so the daemon sees it gone.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
-// call posts req to /v1/op, passes each progress or item event to the
+// call posts req to /v1/op, passes each progress or item Event to the
 // callbacks, and decodes the result into result.
 func (c *Client) call(ctx context.Context, op string, req any, progress func(cas.Progress), item func(json.RawMessage) error, result any) error {
 	body, err := json.Marshal(req)
@@ -64,7 +64,7 @@ func (c *Client) call(ctx context.Context, op string, req any, progress func(cas
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var ev event
+		var ev Event
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
 				return fmt.Errorf("store daemon at %s: %s: answer ended without a result (did the daemon die? see %s)", c.sock, op, filepath.Join(c.store, logName))

@@ -1,14 +1,19 @@
-// Package daemon is forge's store daemon and its client. One daemon per
-// store owns the index and the packs (pebble lets one process open them) and
-// serves every FUSE mount of the store; forge commands are its clients, over
-// HTTP/JSON on the Unix socket <store>/forge.sock.
+// Package client talks to forge's store daemon (package daemon): the wire
+// types of its API, the client, and Connect, which starts a daemon when none
+// answers. It is apart from the server, as containerd's content proxy is
+// apart from its store, so that a client (the builder, forge's commands)
+// compiles against neither FUSE nor overlayfs.
+//
+// One daemon per store owns the index and the packs (pebble lets one process
+// open them) and serves every FUSE mount of the store; forge commands are its
+// clients, over HTTP/JSON on the Unix socket <store>/forge.sock.
 //
 // Every call is a POST to /v1/<op> with a JSON body. The answer is a stream
 // of JSON lines (events): any number of progress or item events, then one
 // result or one error. Streaming the answer lets long calls (import, fsck)
 // report progress, and lets the daemon notice a client that went away: its
 // request's context ends, and the work stops.
-package daemon
+package client
 
 import (
 	"encoding/json"
@@ -21,25 +26,29 @@ import (
 	"github.com/forge-build/forge/cas"
 )
 
-// Socket, lock and state file names inside a store directory.
+// Socket, lock and log names inside a store directory.
 const (
 	SocketName = "forge.sock"
 	lockName   = "daemon.lock"
 	logName    = "daemon.log"
-	mountsName = "mounts.json"
+	// RunsDirName is the directory of a store under which forge runs and
+	// builds make the mountpoints of their trees (package builder/runs):
+	// the one place inside a store where the daemon mounts what clients
+	// ask.
+	RunsDirName = "buildroots"
 )
 
-// event is one line of an answer.
-type event struct {
+// Event is one line of an answer.
+type Event struct {
 	Progress *cas.Progress   `json:"progress,omitempty"`
 	Item     json.RawMessage `json:"item,omitempty"`
 	Result   json.RawMessage `json:"result,omitempty"`
-	Error    *apiError       `json:"error,omitempty"`
+	Error    *WireError      `json:"error,omitempty"`
 }
 
-// apiError carries an error across the socket with its kind, so that the
+// WireError carries an error across the socket with its kind, so that the
 // client can still test it with errors.Is.
-type apiError struct {
+type WireError struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
 }
@@ -55,7 +64,7 @@ const (
 	kindOther    = "error"
 )
 
-func toAPIError(err error) *apiError {
+func ToWire(err error) *WireError {
 	kind := kindOther
 	switch {
 	case errors.Is(err, cas.ErrNotFound):
@@ -68,13 +77,13 @@ func toAPIError(err error) *apiError {
 		kind = kindCorrupt
 	case errors.Is(err, syscall.EBUSY):
 		kind = kindBusy
-	case errors.Is(err, errDenied):
+	case errors.Is(err, ErrDenied):
 		kind = kindDenied
 	}
-	return &apiError{Kind: kind, Message: err.Error()}
+	return &WireError{Kind: kind, Message: err.Error()}
 }
 
-var errDenied = errors.New("permission denied")
+var ErrDenied = errors.New("permission denied")
 
 // RemoteError is an error the daemon answered with.
 type RemoteError struct {
@@ -98,7 +107,7 @@ func (e *RemoteError) Is(target error) bool {
 	case kindBusy:
 		return target == syscall.EBUSY
 	case kindDenied:
-		return target == errDenied
+		return target == ErrDenied
 	}
 	return false
 }
