@@ -151,7 +151,7 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	if top.st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return ImportResult{}, fmt.Errorf("import %s: %w: not a directory", root, ErrInvalidArgument)
 	}
-	if top.xattrs, err = readXattrs(selfFdPath(int(rootFile.Fd())), true); err != nil {
+	if top.xattrs, err = ReadPathXattrs(selfFdPath(int(rootFile.Fd())), true); err != nil {
 		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
 	}
 
@@ -258,7 +258,7 @@ func (im *importer) scanDir(dirfd int, e *scanned) error {
 		if len(name) > node.MaxNameLen {
 			return fmt.Errorf("import %s: name longer than %d bytes", im.where(c), node.MaxNameLen)
 		}
-		if c.xattrs, err = readXattrs(fdPath(dirfd, name), false); err != nil {
+		if c.xattrs, err = ReadPathXattrs(fdPath(dirfd, name), false); err != nil {
 			return fmt.Errorf("import %s: %w", im.where(c), err)
 		}
 		e.children = append(e.children, c)
@@ -428,7 +428,7 @@ func sameStat(a, b *unix.Stat_t) bool {
 // hash and link number. Entries are visited in name order, so link numbers
 // are handed out in the same order for the same tree.
 func (im *importer) build(e *scanned) (digest.Hash, uint32, error) {
-	n, err := metaFromStat(&e.st, e.xattrs)
+	n, err := NodeFromStat(&e.st, e.xattrs)
 	if err != nil {
 		return digest.Hash{}, 0, fmt.Errorf("import %s: %w", im.where(e), err)
 	}

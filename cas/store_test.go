@@ -122,7 +122,7 @@ func describe(t *testing.T, root string) []string {
 			line += " -> " + target
 		}
 		if info.Mode()&fs.ModeSymlink == 0 {
-			xs, err := readXattrs(p, true)
+			xs, err := ReadPathXattrs(p, true)
 			must(t, err)
 			for _, x := range xs {
 				line += fmt.Sprintf(" %s=%q", x.Name, x.Value)

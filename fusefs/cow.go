@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -17,18 +16,6 @@ import (
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
 )
-
-// Writer stores a mount's changes; the daemon adapts *cas.Writer to it.
-type Writer interface {
-	// PutFile stores the first size bytes of f and returns its chunks and
-	// length (cas.Writer.PutFile).
-	PutFile(ctx context.Context, f *os.File, size int64) ([]node.Chunk, uint64, error)
-	// PutNode stores n and returns its hash.
-	PutNode(n *node.Node) (digest.Hash, error)
-	// Commit makes what was put durable and points refs at tree.
-	Commit(tree digest.Hash, refs ...string) error
-	Close() error
-}
 
 // CowOptions tune a copy-on-write mount.
 type CowOptions struct {

@@ -1,4 +1,18 @@
-// Package fusefs serves stored trees as FUSE filesystems.
+// Package fusefs serves stored trees as FUSE filesystems, in two halves:
+//
+//   - Read-only mounts (MountReadOnly; mount.go, nodes.go, content.go,
+//     cache.go): a stored tree as it is, cached by the kernel as if it were
+//     local, since it can never change.
+//   - Copy-on-write mounts (MountCopyOnWrite; the cow*.go files): a
+//     writable view of a stored tree that reads stored files from the
+//     store until they are written, keeps new and copied-up files in a
+//     scratch directory (or in memory while small), and commits what
+//     changed since the last commit through a Writer (writer.go): the
+//     contract it shares with package overlay, whose overlayfs mounts stack
+//     on a read-only mount of this package.
+//
+// Neither half opens a store: they read through a Source (cache.go) and
+// write through a Writer, which the daemon provides.
 //
 // Its nouns:
 //

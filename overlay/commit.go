@@ -2,7 +2,6 @@ package overlay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -13,10 +12,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/fusefs"
-	"github.com/forge-build/forge/internal/xattr"
 )
 
 // fileKey names an inode of the merged view.
@@ -278,12 +277,12 @@ func (c *committer) walkDir(dirfd int, p string, u *upperDir, lower *node.Node, 
 	if err := unix.Fstat(dirfd, &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", show(p), err)
 	}
-	xs, err := readXattrs(func(buf []byte) (int, error) { return unix.Flistxattr(dirfd, buf) },
+	xs, err := cas.ReadXattrs(func(buf []byte) (int, error) { return unix.Flistxattr(dirfd, buf) },
 		func(name string, buf []byte) (int, error) { return unix.Fgetxattr(dirfd, name, buf) })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", show(p), err)
 	}
-	if it.meta, err = metaFromStat(&st, xs); err != nil {
+	if it.meta, err = cas.NodeFromStat(&st, xs); err != nil {
 		return nil, fmt.Errorf("%s: %w", show(p), err)
 	}
 
@@ -425,12 +424,12 @@ func (c *committer) readEntry(dirfd int, p, name string, dataFrom *node.Node) (*
 		return nil, fmt.Errorf("stat %s: %w", show(p), err)
 	}
 	fp := fdPath(dirfd, name)
-	xs, err := readXattrs(func(buf []byte) (int, error) { return unix.Llistxattr(fp, buf) },
+	xs, err := cas.ReadXattrs(func(buf []byte) (int, error) { return unix.Llistxattr(fp, buf) },
 		func(name string, buf []byte) (int, error) { return unix.Lgetxattr(fp, name, buf) })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", show(p), err)
 	}
-	meta, err := metaFromStat(&st, xs)
+	meta, err := cas.NodeFromStat(&st, xs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", show(p), err)
 	}
@@ -686,52 +685,3 @@ func (m *Mount) baseLinks(ctx context.Context) (map[linkKey][]string, error) {
 
 // show is a relative path for messages.
 func show(p string) string { return "/" + p }
-
-// storedXattr reports whether an attribute namespace is part of a tree, as
-// the store imports them: user, trusted and security attributes and POSIX
-// ACLs. overlayfs keeps its own trusted.overlay.* out of the merged view.
-func storedXattr(name string) bool {
-	return strings.HasPrefix(name, "user.") || strings.HasPrefix(name, "trusted.") ||
-		strings.HasPrefix(name, "security.") ||
-		name == "system.posix_acl_access" || name == "system.posix_acl_default"
-}
-
-// readXattrs reads the stored attributes of one inode, sorted by name.
-func readXattrs(list func([]byte) (int, error), get func(string, []byte) (int, error)) ([]node.Xattr, error) {
-	names, err := xattr.List(list)
-	if err != nil {
-		return nil, fmt.Errorf("listxattr: %w", err)
-	}
-	var xs []node.Xattr
-	for _, name := range names {
-		if !storedXattr(name) {
-			continue
-		}
-		v, err := xattr.Get(func(buf []byte) (int, error) { return get(name, buf) })
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed since the listing
-		}
-		if err != nil {
-			return nil, fmt.Errorf("getxattr %s: %w", name, err)
-		}
-		xs = append(xs, node.Xattr{Name: name, Value: v})
-	}
-	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
-	return xs, nil
-}
-
-// metaFromStat is the metadata every node has.
-func metaFromStat(st *unix.Stat_t, xs []node.Xattr) (*node.Node, error) {
-	t, err := node.TypeOf(st.Mode)
-	if err != nil {
-		return nil, err
-	}
-	n := &node.Node{
-		Type: t, Perm: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
-		MtimeSec: st.Mtim.Sec, MtimeNsec: uint32(st.Mtim.Nsec), Xattrs: xs,
-	}
-	if t == node.TypeChar || t == node.TypeBlock {
-		n.Rdev = st.Rdev
-	}
-	return n, nil
-}
