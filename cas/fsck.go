@@ -289,11 +289,16 @@ func (c *checker) checkBlobs(ctx context.Context) error {
 		c.locs[prefix] = locs
 		if err := s.scanIn(c.snap, prefix, func(k, v []byte) error {
 			h, _ := digest.FromBytes(k)
-			loc, err := decodeChunkLoc(v)
+			loc, inline, err := decodeBlobRecord(v)
 			if err != nil {
 				c.problem("%s %s: index record: %v", blobKind(prefix), h, err)
 				c.staleIndex = true
 				return nil
+			}
+			if inline != nil && digest.Sum(inline) != h {
+				// Readers fall back to the pack, but the index is damaged.
+				c.problem("node %s: the index's copy of it is damaged", h)
+				c.staleIndex = true
 			}
 			locs[h] = loc
 			byPack[loc.Pack] = append(byPack[loc.Pack], blob{prefix, h, loc})

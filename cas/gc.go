@@ -451,7 +451,7 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 		if loc.Flags == pack.FlagNode {
 			prefix = prefixNode
 		}
-		batch.Set(hashKey(prefix, h), nl.encode(), nil)
+		batch.Set(hashKey(prefix, h), encodeBlobRecord(nl, blob), nil)
 	}
 	meta, err := out.finish()
 	if err != nil {

@@ -33,8 +33,8 @@ import (
 const StoreFormat = 2
 
 // indexVersion is the value of the index's version key: the index layout
-// (node keys locate blobs in packs; no ref keys).
-var indexVersion = []byte("forge-index 2")
+// (node keys locate blobs in packs and copy small nodes; no ref keys).
+var indexVersion = []byte("forge-index 3")
 
 const damagedIndexDir = "index.damaged"
 
@@ -273,6 +273,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (RebuildResult, error) {
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
 	batch := db.NewBatch()
 	seen := map[digest.Hash]bool{}
+	var nodeBuf []byte
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
 			batch.Close()
@@ -302,7 +303,15 @@ func (s *Store) rebuildIndex(ctx context.Context) (RebuildResult, error) {
 			}
 			seen[e.Hash] = true
 			loc := chunkLoc{Pack: id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Flags: e.Flags}
-			batch.Set(key, loc.encode(), nil)
+			var inline []byte
+			if prefix == prefixNode && e.Length <= inlineNodeMax {
+				// A node that does not verify is indexed without its
+				// copy; fsck finds it in the pack.
+				if blob, err := s.readBlob(e.Hash, loc, pack.FlagNode, nodeBuf[:0]); err == nil {
+					nodeBuf, inline = blob, blob
+				}
+			}
+			batch.Set(key, encodeBlobRecord(loc, inline), nil)
 		}
 		batch.Set(hashKeyPack(id), packMeta{Size: onDisk[id], Created: mtime}.encode(), nil)
 		if batch.Len() > 64<<20 {

@@ -79,6 +79,14 @@ func TestMissingIndexIsRebuiltFromPacksAndRefLog(t *testing.T) {
 	if len(fr.Problems) != 0 {
 		t.Fatalf("fsck after rebuild: %q", fr.Problems)
 	}
+	// The rebuild copies small nodes into the index again, as writers do.
+	for name, tree := range want {
+		rec, err := s.get(hashKey(prefixNode, tree))
+		must(t, err)
+		if _, inline, err := decodeBlobRecord(rec); err != nil || digest.Sum(inline) != tree {
+			t.Errorf("ref %s: the rebuilt index record of its root has no good copy of it (%v)", name, err)
+		}
+	}
 }
 
 // newestWAL is the index's newest write-ahead log.

@@ -6,13 +6,14 @@ import (
 	"fmt"
 
 	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/cas/pack"
 )
 
 // Index keys are a prefix byte and the key proper. Each prefix is its own
 // keyspace; iterating one never sees another.
 const (
 	prefixChunk = 'c' // chunk hash → chunkLoc in a pack
-	prefixNode  = 'n' // node hash → chunkLoc of the encoded node in a pack
+	prefixNode  = 'n' // node hash → chunkLoc of the encoded node in a pack, and a copy of a small node
 	prefixUsed  = 'u' // ref name → last use, unix nanoseconds (LRU for gc --max-size)
 	prefixPack  = 'p' // pack ID → packMeta
 	prefixStat  = 's' // (device, inode) of an imported file → statEntry
@@ -117,9 +118,35 @@ func (l chunkLoc) encode() []byte {
 }
 
 func decodeChunkLoc(b []byte) (chunkLoc, error) {
+	loc, _, err := decodeBlobRecord(b)
+	return loc, err
+}
+
+// A blob's index record is its chunkLoc, then for a node of at most
+// inlineNodeMax bytes a copy of the node's encoding. The copy is a cache
+// like the rest of the index (the pack holds the node, and a rebuild
+// writes the copy again): it saves the pread and the page of pack a node
+// read would cost, which an unchanged re-import pays for every file whose
+// chunk list it reuses.
+const inlineNodeMax = 64 << 10
+
+// encodeBlobRecord is the index record of a blob stored at loc; data is
+// the blob, copied in for a small node.
+func encodeBlobRecord(loc chunkLoc, data []byte) []byte {
+	b := loc.encode()
+	if loc.Flags == pack.FlagNode && len(data) <= inlineNodeMax && len(data) == int(loc.Length) {
+		b = append(b, data...)
+	}
+	return b
+}
+
+// decodeBlobRecord splits an index record into the location and the
+// inline copy of a node (nil if none). The copy is not verified here:
+// readers hash it against the key.
+func decodeBlobRecord(b []byte) (chunkLoc, []byte, error) {
 	var l chunkLoc
 	if len(b) < 16+4 {
-		return l, fmt.Errorf("chunk location of %d bytes: %w", len(b), ErrCorrupt)
+		return l, nil, fmt.Errorf("chunk location of %d bytes: %w", len(b), ErrCorrupt)
 	}
 	copy(l.Pack[:], b)
 	b = b[16:]
@@ -127,16 +154,23 @@ func decodeChunkLoc(b []byte) (chunkLoc, error) {
 	for i := range vals {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
-			return l, fmt.Errorf("chunk location: bad varint: %w", ErrCorrupt)
+			return l, nil, fmt.Errorf("chunk location: bad varint: %w", ErrCorrupt)
 		}
 		vals[i] = v
 		b = b[n:]
 	}
-	if len(b) != 1 || vals[1] > 1<<32-1 || vals[2] > 1<<32-1 || vals[0] > 1<<62 {
-		return l, fmt.Errorf("chunk location: bad fields: %w", ErrCorrupt)
+	if len(b) < 1 || vals[1] > 1<<32-1 || vals[2] > 1<<32-1 || vals[0] > 1<<62 {
+		return l, nil, fmt.Errorf("chunk location: bad fields: %w", ErrCorrupt)
 	}
 	l.Offset, l.Length, l.RawLength, l.Flags = int64(vals[0]), uint32(vals[1]), uint32(vals[2]), b[0]
-	return l, nil
+	inline := b[1:]
+	if len(inline) == 0 {
+		return l, nil, nil
+	}
+	if l.Flags != pack.FlagNode || len(inline) != int(l.Length) {
+		return l, nil, fmt.Errorf("index record: %d bytes after the location of a blob of %d bytes with flags %#x: %w", len(inline), l.Length, l.Flags, ErrCorrupt)
+	}
+	return l, inline, nil
 }
 
 // packMeta records a pack the index points into.

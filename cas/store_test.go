@@ -285,22 +285,35 @@ func TestCorruptNodeIsDetected(t *testing.T) {
 	tests := []struct {
 		name    string
 		corrupt func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte)
+		// readable: the node still reads whole, from the pack or from
+		// the index's copy, but fsck must find the damage.
+		readable bool
 	}{
 		{"node bytes in the pack", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
 			s.forgetPack(loc.Pack)
 			flipByte(t, s.packPath(loc.Pack), loc.Offset+3)
-		}},
+		}, true},
+		{"the index's copy of the node", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
+			damaged := bytes.Clone(enc)
+			damaged[len(damaged)-3] ^= 0xff
+			must(t, s.db.Set(hashKey(prefixNode, tree), damaged, nil))
+		}, true},
+		{"node bytes in the pack, and no copy in the index", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
+			must(t, s.db.Set(hashKey(prefixNode, tree), loc.encode(), nil))
+			s.forgetPack(loc.Pack)
+			flipByte(t, s.packPath(loc.Pack), loc.Offset+3)
+		}, false},
 		{"index record truncated", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
 			must(t, s.db.Set(hashKey(prefixNode, tree), enc[:len(enc)/2], nil))
-		}},
+		}, false},
 		{"index record names another pack", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
 			loc.Pack[0] ^= 1
 			must(t, s.db.Set(hashKey(prefixNode, tree), loc.encode(), nil))
-		}},
+		}, false},
 		{"index record points past the pack", func(t *testing.T, s *Store, tree digest.Hash, loc chunkLoc, enc []byte) {
 			loc.Length = 1 << 31
 			must(t, s.db.Set(hashKey(prefixNode, tree), loc.encode(), nil))
-		}},
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -311,8 +324,16 @@ func TestCorruptNodeIsDetected(t *testing.T) {
 			must(t, err)
 			loc, err := decodeChunkLoc(enc)
 			must(t, err)
+			if _, inline, err := decodeBlobRecord(enc); err != nil || inline == nil {
+				t.Fatalf("the index record of a small node has no copy of it (%v)", err)
+			}
 			tt.corrupt(t, s, res.Tree, loc, enc)
-			if _, err := s.Node(res.Tree); !errors.Is(err, ErrCorrupt) {
+			n, err := s.Node(res.Tree)
+			if tt.readable {
+				if err != nil || n == nil {
+					t.Fatalf("Node: %v, %v; want the node, read from where it is whole", n, err)
+				}
+			} else if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Node: %v, want ErrCorrupt", err)
 			}
 			fr, err := s.Fsck(ctx, FsckOptions{})

@@ -166,7 +166,7 @@ func (w *Writer) addBlob(key []byte, h digest.Hash, data []byte, flags uint8) er
 	if err != nil {
 		return w.fail(err)
 	}
-	w.pending = append(w.pending, indexEntry{key: key, value: loc.encode()})
+	w.pending = append(w.pending, indexEntry{key: key, value: encodeBlobRecord(loc, data)})
 	w.hold(h)
 	if w.pack.size() >= w.s.opts.PackSize {
 		return w.flushLocked(pebble.NoSync)
