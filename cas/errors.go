@@ -1,17 +1,14 @@
 package cas
 
-import "errors"
+import "github.com/forge-build/forge/cas/errdefs"
 
-// Sentinel errors, wrapped with the key or path they concern.
+// The store's sentinel errors are errdefs' (one value each, so errors.Is
+// holds across the daemon's wire); these names save callers in the store's
+// own world an import.
 var (
-	// ErrNotFound: no ref, node or chunk of that name.
-	ErrNotFound = errors.New("not found")
-	// ErrCorrupt: stored bytes do not match their hash or cannot be parsed.
-	ErrCorrupt = errors.New("corrupt")
-	// ErrInUse: another process has the store open.
-	ErrInUse = errors.New("store in use")
-	// ErrInvalidArgument: a bad ref name, path or option.
-	ErrInvalidArgument = errors.New("invalid argument")
-	// ErrClosed: the Store or Writer was closed.
-	ErrClosed = errors.New("closed")
+	ErrNotFound        = errdefs.ErrNotFound
+	ErrCorrupt         = errdefs.ErrCorrupt
+	ErrInUse           = errdefs.ErrInUse
+	ErrInvalidArgument = errdefs.ErrInvalidArgument
+	ErrClosed          = errdefs.ErrClosed
 )

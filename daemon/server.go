@@ -354,7 +354,9 @@ func (d *Daemon) shutdown(ctx context.Context, _ []byte, _ func(client.Event) er
 }
 
 func progressEmitter(emit func(client.Event) error) func(cas.Progress) {
-	return func(p cas.Progress) { emit(client.Event{Progress: &p}) }
+	return func(p cas.Progress) {
+		emit(client.Event{Progress: &client.Progress{Entries: p.Entries, Bytes: p.Bytes, NewBytes: p.NewBytes}})
+	}
 }
 
 func (d *Daemon) importTree(ctx context.Context, body []byte, emit func(client.Event) error) (any, error) {

@@ -533,7 +533,7 @@ type progress struct {
 
 func newProgress(e *env, verb string) *progress { return &progress{e: e, verb: verb} }
 
-func (p *progress) update(pr cas.Progress) {
+func (p *progress) update(pr client.Progress) {
 	if !p.e.stderrIsTTY {
 		return
 	}

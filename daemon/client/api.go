@@ -23,7 +23,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/forge-build/forge/cas"
+	"github.com/forge-build/forge/cas/errdefs"
 )
 
 // Socket, lock and log names inside a store directory.
@@ -40,7 +40,7 @@ const (
 
 // Event is one line of an answer.
 type Event struct {
-	Progress *cas.Progress   `json:"progress,omitempty"`
+	Progress *Progress       `json:"progress,omitempty"`
 	Item     json.RawMessage `json:"item,omitempty"`
 	Result   json.RawMessage `json:"result,omitempty"`
 	Error    *WireError      `json:"error,omitempty"`
@@ -67,13 +67,13 @@ const (
 func ToWire(err error) *WireError {
 	kind := kindOther
 	switch {
-	case errors.Is(err, cas.ErrNotFound):
+	case errors.Is(err, errdefs.ErrNotFound):
 		kind = kindNotFound
-	case errors.Is(err, cas.ErrInvalidArgument):
+	case errors.Is(err, errdefs.ErrInvalidArgument):
 		kind = kindInvalid
-	case errors.Is(err, cas.ErrInUse):
+	case errors.Is(err, errdefs.ErrInUse):
 		kind = kindInUse
-	case errors.Is(err, cas.ErrCorrupt):
+	case errors.Is(err, errdefs.ErrCorrupt):
 		kind = kindCorrupt
 	case errors.Is(err, syscall.EBUSY):
 		kind = kindBusy
@@ -97,13 +97,13 @@ func (e *RemoteError) Error() string { return e.Message }
 func (e *RemoteError) Is(target error) bool {
 	switch e.Kind {
 	case kindNotFound:
-		return target == cas.ErrNotFound
+		return target == errdefs.ErrNotFound
 	case kindInvalid:
-		return target == cas.ErrInvalidArgument
+		return target == errdefs.ErrInvalidArgument
 	case kindInUse:
-		return target == cas.ErrInUse
+		return target == errdefs.ErrInUse
 	case kindCorrupt:
-		return target == cas.ErrCorrupt
+		return target == errdefs.ErrCorrupt
 	case kindBusy:
 		return target == syscall.EBUSY
 	case kindDenied:
@@ -125,6 +125,14 @@ type PingResult struct {
 type ImportRequest struct {
 	Path Path     `json:"path"`
 	Refs []string `json:"refs,omitempty"`
+}
+
+// Progress is cas.Progress on the wire: work done so far by an import or
+// export.
+type Progress struct {
+	Entries  int64 // names scanned
+	Bytes    int64 // file content read (or written, for export)
+	NewBytes int64 // content the store did not have
 }
 
 // ImportResult is cas.ImportResult on the wire.

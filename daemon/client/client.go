@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-
-	"github.com/forge-build/forge/cas"
 )
 
 // Client talks to the daemon of one store.
@@ -43,7 +41,7 @@ func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
 // call posts req to /v1/op, passes each progress or item Event to the
 // callbacks, and decodes the result into result.
-func (c *Client) call(ctx context.Context, op string, req any, progress func(cas.Progress), item func(json.RawMessage) error, result any) error {
+func (c *Client) call(ctx context.Context, op string, req any, progress func(Progress), item func(json.RawMessage) error, result any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return err
@@ -101,14 +99,14 @@ func (c *Client) Ping(ctx context.Context) (PingResult, error) {
 }
 
 // Import stores the tree at req.Path, which must be absolute.
-func (c *Client) Import(ctx context.Context, req ImportRequest, progress func(cas.Progress)) (ImportResult, error) {
+func (c *Client) Import(ctx context.Context, req ImportRequest, progress func(Progress)) (ImportResult, error) {
 	var r ImportResult
 	err := c.call(ctx, "import", req, progress, nil, &r)
 	return r, err
 }
 
 // Export recreates a tree at req.Path, which must be absolute.
-func (c *Client) Export(ctx context.Context, req ExportRequest, progress func(cas.Progress)) (ExportResult, error) {
+func (c *Client) Export(ctx context.Context, req ExportRequest, progress func(Progress)) (ExportResult, error) {
 	var r ExportResult
 	err := c.call(ctx, "export", req, progress, nil, &r)
 	return r, err
