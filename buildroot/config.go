@@ -1,6 +1,7 @@
 package buildroot
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -133,11 +134,52 @@ type initConfig struct {
 	NewRoot   string   `json:"new_root"`
 }
 
+// newInitConfig is what Run tells init about a checked cfg; newRoot is
+// the new root's mountpoint.
+func newInitConfig(cfg Config, newRoot string) initConfig {
+	return initConfig{
+		BuildTree: cfg.BuildTree, Chroot: cfg.Chroot, Binds: cfg.Binds, Network: cfg.Network,
+		Hostname: cfg.Hostname, Env: cfg.Env, Args: cfg.Args, Dir: cfg.Dir, NewRoot: newRoot,
+	}
+}
+
+// writeInitConfig is Run's end of the config pipe, readInitConfig init's.
+func writeInitConfig(w io.Writer, ic initConfig) error {
+	return json.NewEncoder(w).Encode(ic)
+}
+
+func readInitConfig(r io.Reader) (initConfig, error) {
+	var ic initConfig
+	err := json.NewDecoder(r).Decode(&ic)
+	return ic, err
+}
+
 // initReport is what init sends back over the sync pipe when a phase fails.
 type initReport struct {
 	Phase   string `json:"phase"`
 	Message string `json:"message"`
 	Kind    string `json:"kind,omitempty"`
+}
+
+// writeInitReport is init's end of the sync pipe when phase failed with
+// err; a *phaseError's kind goes along, so that Run's SetupError matches
+// the package's sentinels.
+func writeInitReport(w io.Writer, phase string, err error) {
+	r := initReport{Phase: phase, Message: err.Error()}
+	var pe *phaseError
+	if errors.As(err, &pe) {
+		r.Kind = pe.kind
+	}
+	json.NewEncoder(w).Encode(r)
+}
+
+// readInitReport is Run's end: the *SetupError init reported.
+func readInitReport(report []byte) error {
+	var r initReport
+	if err := json.Unmarshal(report, &r); err != nil {
+		return fmt.Errorf("buildroot: init reported %q: %w", report, err)
+	}
+	return &SetupError{Phase: r.Phase, Message: r.Message, kind: r.Kind}
 }
 
 // check validates a config and fills defaults.

@@ -1,7 +1,6 @@
 package buildroot
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -44,12 +43,7 @@ func initMain() int {
 	}
 	syncPipe := os.NewFile(syncFd, "sync")
 	report := func(phase string, err error) int {
-		r := initReport{Phase: phase, Message: err.Error()}
-		var pe *phaseError
-		if errors.As(err, &pe) {
-			r.Kind = pe.kind
-		}
-		json.NewEncoder(syncPipe).Encode(r)
+		writeInitReport(syncPipe, phase, err)
 		return 255
 	}
 	// Pdeathsig is set by Run already; set it again in case the thread
@@ -65,11 +59,11 @@ func initMain() int {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 
-	var cfg initConfig
-	if err := json.NewDecoder(os.NewFile(configFd, "config")).Decode(&cfg); err != nil {
+	cfg, err := readInitConfig(os.NewFile(configFd, "config"))
+	if err != nil {
 		return report("config", err)
 	}
-	r := &rootfs{cfg: &cfg, root: -1}
+	r := newRootfs(&cfg)
 	for _, p := range r.phases() {
 		if err := p.run(); err != nil {
 			return report(p.name, err)

@@ -14,8 +14,13 @@ import (
 // fds opened inside the root without following symlinks, so a tree's
 // symlink (an image's /proc -> /etc) cannot redirect a mount.
 type rootfs struct {
-	cfg  *initConfig
-	root int // O_PATH fd of the new root, after phase "rootfs"
+	cfg    *initConfig
+	mounts mounts // what the phases mount
+	root   int    // O_PATH fd of the new root, after phase "rootfs"
+}
+
+func newRootfs(cfg *initConfig) *rootfs {
+	return &rootfs{cfg: cfg, mounts: mountsFor(cfg), root: -1}
 }
 
 type phase struct {
@@ -119,6 +124,47 @@ func (r *rootfs) mountAt(source, rel, fstype string, flags uintptr, data string)
 	return mount(source, fdPath(fd), rel, fstype, flags, data)
 }
 
+// mountAll makes ms in the new root, in order.
+func (r *rootfs) mountAll(ms []mountSpec) error {
+	for _, m := range ms {
+		if err := r.mountOne(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mountOne makes m in the new root.
+func (r *rootfs) mountOne(m mountSpec) error {
+	if m.ifDir {
+		fi, err := os.Lstat(m.source)
+		switch {
+		case err != nil:
+			return nil
+		case fi.Mode()&os.ModeSymlink != 0:
+			return r.copySymlink(m.source, m.target)
+		case !fi.IsDir():
+			return nil
+		}
+	}
+	if m.flags&unix.MS_BIND != 0 {
+		return r.bind(m.source, m.target, m.flags&unix.MS_RDONLY != 0)
+	}
+	return r.mountAt(m.source, m.target, m.fstype, m.flags, m.data)
+}
+
+// copySymlink makes the host's symlink source again at rel.
+func (r *rootfs) copySymlink(source, rel string) error {
+	target, err := os.Readlink(source)
+	if err != nil {
+		return err
+	}
+	if err := unix.Symlinkat(target, r.root, rel); err != nil {
+		return fmt.Errorf("symlink /%s -> %s: %w", rel, target, err)
+	}
+	return nil
+}
+
 // bind binds the host path source at rel, a directory or a file like
 // source, read-only if asked.
 func (r *rootfs) bind(source, rel string, readOnly bool) error {
@@ -168,11 +214,9 @@ func (r *rootfs) makePrivate() error {
 }
 
 func (r *rootfs) mountRoot() error {
-	if r.cfg.Chroot {
-		if err := mount(r.cfg.BuildTree, r.cfg.NewRoot, r.cfg.NewRoot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return err
-		}
-	} else if err := mount("tmpfs", r.cfg.NewRoot, r.cfg.NewRoot, "tmpfs", 0, "mode=0755"); err != nil {
+	// By path: there is no root fd to mount through yet.
+	m := r.mounts.root
+	if err := mount(m.source, m.target, m.target, m.fstype, m.flags, m.data); err != nil {
 		return err
 	}
 	fd, err := unix.Open(r.cfg.NewRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -183,57 +227,25 @@ func (r *rootfs) mountRoot() error {
 	return nil
 }
 
-// usrDirs are bound from the build tree when they are directories, and
-// recreated when they are symlinks (into usr, on merged-/usr systems).
-var usrDirs = []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32"}
-
 func (r *rootfs) bindBuildTree() error {
 	bt := r.cfg.BuildTree
 	fi, err := os.Lstat(filepath.Join(bt, "usr"))
 	if err != nil || !fi.IsDir() {
 		return &phaseError{kindNoUsr, fmt.Errorf("build tree %s: %w", bt, ErrNoUsr)}
 	}
-	if err := r.bind(filepath.Join(bt, "usr"), "usr", true); err != nil {
-		return err
-	}
-	for _, d := range usrDirs {
-		src := filepath.Join(bt, d)
-		fi, err := os.Lstat(src)
-		switch {
-		case err != nil:
-			continue
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(src)
-			if err != nil {
-				return err
-			}
-			if err := unix.Symlinkat(target, r.root, d); err != nil {
-				return fmt.Errorf("symlink /%s -> %s: %w", d, target, err)
-			}
-		case fi.IsDir():
-			if err := r.bind(src, d, true); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return r.mountAll(r.mounts.buildTree)
 }
 
 func (r *rootfs) mountScratch() error {
+	if err := r.mountAll(r.mounts.scratch); err != nil {
+		return err
+	}
 	if !r.cfg.Chroot {
-		if err := r.mountAt("tmpfs", "var", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-			return err
-		}
+		// On the fresh /var tmpfs; a chroot keeps its own.
 		if err := os.Mkdir(filepath.Join(r.cfg.NewRoot, "var/tmp"), 0o1777); err != nil {
 			return err
 		}
 		os.Chmod(filepath.Join(r.cfg.NewRoot, "var/tmp"), 0o1777)
-	}
-	if err := r.mountAt("tmpfs", "tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
-		return err
-	}
-	if err := r.mountAt("tmpfs", "run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return err
 	}
 	fd, err := r.openDir(APIDir, 0o755)
 	if err != nil {
@@ -250,8 +262,9 @@ var devices = []struct {
 	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
 }
 
+// makeDev mounts /dev and what is under it, then fills its tmpfs.
 func (r *rootfs) makeDev() error {
-	if err := r.mountAt("tmpfs", "dev", "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755"); err != nil {
+	if err := r.mountAll(r.mounts.dev); err != nil {
 		return err
 	}
 	dev := filepath.Join(r.cfg.NewRoot, "dev")
@@ -271,37 +284,27 @@ func (r *rootfs) makeDev() error {
 			return err
 		}
 	}
-	// A private devpts instance: the buildroot's ptys are its own.
-	if err := r.mountAt("devpts", "dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
-		return err
-	}
-	return r.mountAt("tmpfs", "dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+	return nil
 }
 
 func (r *rootfs) mountProc() error {
-	// The new PID namespace's proc: ps sees only the buildroot.
-	return r.mountAt("proc", "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	return r.mountOne(r.mounts.proc)
 }
 
 func (r *rootfs) mountSys() error {
-	err := r.mountAt("sysfs", "sys", "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	err := r.mountOne(r.mounts.sys)
 	if err == nil {
 		return nil
 	}
 	// Where a fresh sysfs is refused, bind the host's, read-only.
-	if berr := r.bind("/sys", "sys", true); berr != nil {
+	if berr := r.mountOne(r.mounts.sysBind); berr != nil {
 		return fmt.Errorf("%w; bind instead: %w", err, berr)
 	}
 	return nil
 }
 
 func (r *rootfs) bindCaller() error {
-	for _, b := range r.cfg.Binds {
-		if err := r.bind(b.Source, strings.TrimPrefix(b.Target, "/"), b.ReadOnly); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.mountAll(r.mounts.binds)
 }
 
 func (r *rootfs) pivot() error {
