@@ -33,12 +33,6 @@ func (s storedFile) matches(st *unix.Stat_t) bool {
 	return s.size == st.Size && s.mtime == st.Mtim && s.ctime == st.Ctim
 }
 
-// linkKey names one hard-linked inode of a stored tree.
-type linkKey struct {
-	hash digest.Hash
-	link uint32
-}
-
 // Commit stores what the mount holds now through w (the writer newWriter
 // returns; Commit calls its Commit with refs) and returns the tree's hash.
 //
@@ -67,38 +61,10 @@ func (m *Mount) commit(ctx context.Context, newWriter func() (fusefs.Writer, err
 	if err != nil {
 		return digest.Hash{}, &os.PathError{Op: "open", Path: m.upper, Err: err}
 	}
-	m.mu.Lock()
-	committed := m.committed
-	m.mu.Unlock()
-	up, err := scanUpper(ufd, "", committed)
+	c, up, err := m.survey(ctx, ufd)
 	unix.Close(ufd)
 	if err != nil {
 		return digest.Hash{}, err
-	}
-	c := &committer{
-		m:         m,
-		ctx:       ctx,
-		touched:   map[linkKey]bool{},
-		groups:    map[fileKey]*group{},
-		files:     map[fileKey]storedFile{},
-		used:      map[linkKey]bool{},
-		committed: map[upperKey]committedEntry{},
-	}
-	rootPath := noLower
-	var rootLower *node.Node
-	if !m.base.IsZero() {
-		if rootLower, err = m.cache.Node(m.base); err != nil {
-			return digest.Hash{}, err
-		}
-		rootPath = ""
-	}
-	if err := c.resolve(up, rootLower, rootPath); err != nil {
-		return digest.Hash{}, err
-	}
-	if len(c.touched) > 0 {
-		if err := c.findMembers(); err != nil {
-			return digest.Hash{}, err
-		}
 	}
 
 	w, err := newWriter()
@@ -126,7 +92,7 @@ func (m *Mount) commit(ctx context.Context, newWriter func() (fusefs.Writer, err
 		workers.Wait()
 		return digest.Hash{}, &os.PathError{Op: "open", Path: m.mountpoint, Err: err}
 	}
-	root, err := c.walkDir(mfd, "", up, rootLower, rootPath)
+	root, err := c.walkDir(mfd, "", up, up.lower, up.lowerPath)
 	unix.Close(mfd)
 	close(c.jobs)
 	workers.Wait()
@@ -147,6 +113,46 @@ func (m *Mount) commit(ctx context.Context, newWriter func() (fusefs.Writer, err
 	m.tree, m.files, m.committed = h, c.files, c.committed
 	m.mu.Unlock()
 	return h, nil
+}
+
+// survey reads the upper layer open at ufd and decides what the commit
+// reads back: the base directory below every upper directory, and the
+// base's hard-linked inodes it reads again by all their names (links.go).
+// It reads nothing of the merged view.
+func (m *Mount) survey(ctx context.Context, ufd int) (*committer, *upperDir, error) {
+	m.mu.Lock()
+	committed := m.committed
+	m.mu.Unlock()
+	up, err := scanUpper(ufd, "", committed)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &committer{
+		m:         m,
+		ctx:       ctx,
+		touched:   map[linkKey]bool{},
+		groups:    map[fileKey]*group{},
+		files:     map[fileKey]storedFile{},
+		used:      map[linkKey]bool{},
+		committed: map[upperKey]committedEntry{},
+	}
+	rootPath := noLower
+	var rootLower *node.Node
+	if !m.base.IsZero() {
+		if rootLower, err = m.cache.Node(m.base); err != nil {
+			return nil, nil, err
+		}
+		rootPath = ""
+	}
+	if err := c.resolve(up, rootLower, rootPath); err != nil {
+		return nil, nil, err
+	}
+	if len(c.touched) > 0 {
+		if err := c.findMembers(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return c, up, nil
 }
 
 // committer is one commit's state.
@@ -187,19 +193,6 @@ type item struct {
 	upper *upperEntry
 }
 
-// group is one inode of the merged view (not a directory), with all its
-// names in the tree.
-type group struct {
-	key    fileKey
-	names  uint32
-	size   uint64
-	chunks []node.Chunk
-
-	built bool
-	hash  digest.Hash
-	link  uint32
-}
-
 type fileJob struct {
 	f    *os.File
 	size int64
@@ -213,19 +206,8 @@ type fileJob struct {
 func (c *committer) resolve(u *upperDir, lower *node.Node, lowerPath string) error {
 	u.lower, u.lowerPath = lower, lowerPath
 	for name, e := range u.entries {
-		if lower != nil {
-			if be := findEntry(lower, name); be != nil && be.Link != 0 {
-				c.touched[linkKey{be.Hash, be.Link}] = true
-			}
-		}
-		if e.metacopy && e.redirect != "" {
-			if p, ok := lowerOf(e, lowerPath, name); ok {
-				if be, err := c.m.baseEntry(p); err != nil {
-					return err
-				} else if be != nil && be.Link != 0 {
-					c.touched[linkKey{be.Hash, be.Link}] = true
-				}
-			}
+		if err := c.touch(e, lower, lowerPath, name); err != nil {
+			return err
 		}
 		if e.dir == nil {
 			continue
@@ -243,23 +225,6 @@ func (c *committer) resolve(u *upperDir, lower *node.Node, lowerPath string) err
 		}
 		if err := c.resolve(e.dir, dl, p); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-// findMembers lists the directories that hold a name of a touched inode.
-func (c *committer) findMembers() error {
-	links, err := c.m.baseLinks(c.ctx)
-	if err != nil {
-		return err
-	}
-	c.memberDirs = map[string]bool{"": true}
-	for key := range c.touched {
-		for _, p := range links[key] {
-			for d := path.Dir(p); d != "." && !c.memberDirs[d]; d = path.Dir(d) {
-				c.memberDirs[d] = true
-			}
 		}
 	}
 	return nil
@@ -286,14 +251,91 @@ func (c *committer) walkDir(dirfd int, p string, u *upperDir, lower *node.Node, 
 		return nil, fmt.Errorf("%s: %w", show(p), err)
 	}
 
-	type source struct {
-		base  *node.Entry
-		upper *upperEntry
+	for _, s := range c.plan(lower, lowerPath, u) {
+		cp := join(p, s.name)
+		switch s.change {
+		case readLink:
+			child, err := c.readEntry(dirfd, cp, s.name, nil)
+			if err != nil {
+				return nil, err
+			}
+			it.children = append(it.children, child)
+		case walkBase:
+			n, err := c.m.cache.Node(s.base.Hash)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", show(cp), err)
+			}
+			child, err := c.walkChild(dirfd, cp, s.name, nil, n, join(lowerPath, s.name))
+			if err != nil {
+				return nil, err
+			}
+			it.children = append(it.children, child)
+		case keepBase:
+			// (If hard-linked, its number is among keptLinks.)
+			it.children = append(it.children, &item{name: s.name, path: cp, reuse: s.base})
+		case walkUpper:
+			child, err := c.walkChild(dirfd, cp, s.name, s.upper.dir, s.upper.dir.lower, s.upper.dir.lowerPath)
+			if err != nil {
+				return nil, err
+			}
+			it.children = append(it.children, child)
+		case keepCommitted:
+			c.remember(s.upper, s.upper.committed.hash)
+			it.children = append(it.children, &item{name: s.name, path: cp, reuse: &node.Entry{Name: s.name, Hash: s.upper.committed.hash}})
+		case readUpper:
+			var dataFrom *node.Node
+			if s.upper.metacopy {
+				var err error
+				if dataFrom, err = c.dataOf(s.upper, s.base, lowerPath, s.name); err != nil {
+					return nil, fmt.Errorf("%s: %w", show(cp), err)
+				}
+			}
+			child, err := c.readEntry(dirfd, cp, s.name, dataFrom)
+			if err != nil {
+				return nil, err
+			}
+			if s.remember {
+				child.upper = s.upper
+			}
+			it.children = append(it.children, child)
+		}
 	}
-	names := map[string]source{}
+	return it, nil
+}
+
+// change is what a commit does with one name of a merged directory.
+type change int
+
+const (
+	keepBase      change = iota + 1 // unchanged since the base: its entry as it was
+	readLink                        // a base name of a touched hard-linked inode: read again
+	walkBase                        // a base directory that holds such a name: walked
+	walkUpper                       // a directory of the upper layer: walked
+	keepCommitted                   // unchanged since the last commit (scanUpper checked): the node it stored
+	readUpper                       // new or changed: read through the merged view
+)
+
+// step is one name of a merged directory and what the commit does with it.
+type step struct {
+	name  string
+	base  *node.Entry // the base's entry, if it has the name
+	upper *upperEntry // the upper layer's, if it has the name
+	change
+	// remember (readUpper) keeps the node the commit stores for the upper
+	// inode for the next commit: the inode has this one name, in the upper
+	// layer and in the base.
+	remember bool
+}
+
+// plan lists, sorted by name, what the commit does with each name of a
+// merged directory: the base's names (lower, at lowerPath; nil if none)
+// and the upper layer's (u; nil if none), less those a whiteout hides.
+// It reads nothing.
+func (c *committer) plan(lower *node.Node, lowerPath string, u *upperDir) []step {
+	names := map[string]*step{}
 	if lower != nil {
 		for i := range lower.Entries {
-			names[lower.Entries[i].Name] = source{base: &lower.Entries[i]}
+			names[lower.Entries[i].Name] = &step{name: lower.Entries[i].Name, base: &lower.Entries[i]}
 		}
 	}
 	if u != nil {
@@ -303,67 +345,35 @@ func (c *committer) walkDir(dirfd int, p string, u *upperDir, lower *node.Node, 
 				continue
 			}
 			s := names[name]
+			if s == nil {
+				s = &step{name: name}
+				names[name] = s
+			}
 			s.upper = e
-			names[name] = s
 		}
 	}
-	sorted := make([]string, 0, len(names))
-	for name := range names {
-		sorted = append(sorted, name)
-	}
-	sort.Strings(sorted)
-	for _, name := range sorted {
-		s := names[name]
-		cp := join(p, name)
+	steps := make([]step, 0, len(names))
+	for _, s := range names {
+		linked := s.base != nil && s.base.Link != 0
 		switch {
-		case s.upper == nil && s.base.Link != 0 && c.touched[linkKey{s.base.Hash, s.base.Link}]:
-			child, err := c.readEntry(dirfd, cp, name, nil)
-			if err != nil {
-				return nil, err
-			}
-			it.children = append(it.children, child)
-		case s.upper == nil && c.memberDirs[join(lowerPath, name)] && lowerPath != noLower:
-			n, err := c.m.cache.Node(s.base.Hash)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", show(cp), err)
-			}
-			child, err := c.walkChild(dirfd, cp, name, nil, n, join(lowerPath, name))
-			if err != nil {
-				return nil, err
-			}
-			it.children = append(it.children, child)
+		case s.upper == nil && linked && c.touched[linkKey{s.base.Hash, s.base.Link}]:
+			s.change = readLink
+		case s.upper == nil && c.memberDirs[join(lowerPath, s.name)] && lowerPath != noLower:
+			s.change = walkBase
 		case s.upper == nil:
-			// (If hard-linked, its number is among keptLinks.)
-			it.children = append(it.children, &item{name: name, path: cp, reuse: s.base})
+			s.change = keepBase
 		case s.upper.dir != nil:
-			child, err := c.walkChild(dirfd, cp, name, s.upper.dir, s.upper.dir.lower, s.upper.dir.lowerPath)
-			if err != nil {
-				return nil, err
-			}
-			it.children = append(it.children, child)
-		case s.upper.committed != nil && (s.base == nil || s.base.Link == 0):
-			// Unchanged since the last commit (scanUpper checked).
-			c.remember(s.upper, s.upper.committed.hash)
-			it.children = append(it.children, &item{name: name, path: cp, reuse: &node.Entry{Name: name, Hash: s.upper.committed.hash}})
+			s.change = walkUpper
+		case s.upper.committed != nil && !linked:
+			s.change = keepCommitted
 		default:
-			var dataFrom *node.Node
-			if s.upper.metacopy {
-				var err error
-				if dataFrom, err = c.dataOf(s.upper, s.base, lowerPath, name); err != nil {
-					return nil, fmt.Errorf("%s: %w", show(cp), err)
-				}
-			}
-			child, err := c.readEntry(dirfd, cp, name, dataFrom)
-			if err != nil {
-				return nil, err
-			}
-			if s.upper.st.Nlink == 1 && (s.base == nil || s.base.Link == 0) {
-				child.upper = s.upper
-			}
-			it.children = append(it.children, child)
+			s.change = readUpper
+			s.remember = s.upper.st.Nlink == 1 && !linked
 		}
+		steps = append(steps, *s)
 	}
-	return it, nil
+	sort.Slice(steps, func(i, j int) bool { return steps[i].name < steps[j].name })
+	return steps
 }
 
 // remember records what this commit stored for upper inode e.
@@ -445,18 +455,7 @@ func (c *committer) readEntry(dirfd int, p, name string, dataFrom *node.Node) (*
 		}
 		meta.Target = string(buf[:n])
 	}
-	key := fileKey{st.Dev, st.Ino}
-	c.mu.Lock()
-	g := c.groups[key]
-	first := g == nil
-	if first {
-		g = &group{key: key}
-		if st.Nlink > 1 {
-			c.groups[key] = g
-		}
-	}
-	g.names++
-	c.mu.Unlock()
+	g, first := c.addName(&st)
 	it.g = g
 	if !first || meta.Type != node.TypeRegular {
 		return it, nil
@@ -466,12 +465,12 @@ func (c *committer) readEntry(dirfd int, p, name string, dataFrom *node.Node) (*
 		return it, nil
 	}
 	c.m.mu.Lock()
-	old, ok := c.m.files[key]
+	old, ok := c.m.files[g.key]
 	c.m.mu.Unlock()
 	if ok && old.matches(&st) {
 		g.size, g.chunks = uint64(old.size), old.chunks
 		c.mu.Lock()
-		c.files[key] = old
+		c.files[g.key] = old
 		c.mu.Unlock()
 		return it, nil
 	}
@@ -548,44 +547,11 @@ func (c *committer) build(it *item) (digest.Hash, uint32, error) {
 		c.remember(it.upper, h)
 	}
 	if g.names > 1 {
-		// The smallest number no other inode with this node has in the
-		// tree: the base's hard links this commit keeps, and the ones it
-		// numbered before, in name order. The same changes to the same
-		// base give the same tree, whatever the inode numbers.
-		kept, err := c.keptLinks()
-		if err != nil {
+		if g.link, err = c.linkNumber(h); err != nil {
 			return h, 0, err
 		}
-		link := uint32(1)
-		for c.used[linkKey{h, link}] || kept[linkKey{h, link}] {
-			link++
-		}
-		c.used[linkKey{h, link}] = true
-		g.link = link
 	}
 	return g.hash, g.link, nil
-}
-
-// keptLinks are the base's hard-linked inodes the commit keeps as they
-// are: all but the touched ones, whose names it reads again.
-func (c *committer) keptLinks() (map[linkKey]bool, error) {
-	if c.kept != nil {
-		return c.kept, nil
-	}
-	c.kept = map[linkKey]bool{}
-	if c.m.base.IsZero() {
-		return c.kept, nil
-	}
-	links, err := c.m.baseLinks(c.ctx)
-	if err != nil {
-		return nil, err
-	}
-	for k := range links {
-		if !c.touched[k] {
-			c.kept[k] = true
-		}
-	}
-	return c.kept, nil
 }
 
 // findEntry is dir's entry called name, or nil.
@@ -638,49 +604,6 @@ func (m *Mount) baseDir(p string) (*node.Node, error) {
 	}
 	m.dirs[p] = d
 	return d, nil
-}
-
-// baseLinks lists every name of every hard-linked inode of the base tree.
-// It reads the whole tree once per mount, and only when a commit finds a
-// hard-linked file changed.
-func (m *Mount) baseLinks(ctx context.Context) (map[linkKey][]string, error) {
-	if m.links != nil {
-		return m.links, nil
-	}
-	links := map[linkKey][]string{}
-	var walk func(h digest.Hash, p string) error
-	walk = func(h digest.Hash, p string) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := m.cache.Node(h)
-		if err != nil {
-			return fmt.Errorf("base %s: %w", show(p), err)
-		}
-		for _, e := range n.Entries {
-			cp := join(p, e.Name)
-			if e.Link != 0 {
-				k := linkKey{e.Hash, e.Link}
-				links[k] = append(links[k], cp)
-				continue
-			}
-			child, err := m.cache.Node(e.Hash)
-			if err != nil {
-				return fmt.Errorf("base %s: %w", show(cp), err)
-			}
-			if child.Type == node.TypeDir {
-				if err := walk(e.Hash, cp); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(m.base, ""); err != nil {
-		return nil, err
-	}
-	m.links = links
-	return links, nil
 }
 
 // show is a relative path for messages.
