@@ -98,14 +98,17 @@ type checker struct {
 
 	mu sync.Mutex
 
-	packs    map[packID]packMeta                   // the index's pack records
-	onDisk   map[packID]int64                      // pack files and sizes
-	footers  map[packID]map[digest.Hash]pack.Entry // footers of every readable pack on disk
-	damaged  map[packID]bool                       // indexed packs not as written
-	missing  map[packID]bool                       // indexed packs whose files are gone
-	locs     map[byte]map[digest.Hash]chunkLoc     // the index's chunk and node entries
-	nodes    map[digest.Hash]*node.Node            // nodes that verified
-	bad      map[digest.Hash]bool                  // blobs that cannot be read
+	packs   map[packID]packMeta                   // the index's pack records
+	onDisk  map[packID]int64                      // pack files and sizes
+	footers map[packID]map[digest.Hash]pack.Entry // footers of every readable pack on disk
+	damaged map[packID]bool                       // indexed packs not as written
+	missing map[packID]bool                       // indexed packs whose files are gone
+	locs    map[byte]map[digest.Hash]chunkLoc     // the index's chunk and node entries
+	nodes   map[digest.Hash]*node.Node            // nodes that verified
+	bad     map[digest.Hash]bool                  // blobs that cannot be read
+	// rescue: nodes whose bytes in their pack cannot be read but whose
+	// copy in the index verifies; repair writes them into a new pack.
+	rescue   map[digest.Hash]chunkLoc
 	dropRefs []string
 
 	refs         map[string]refEntry // the ref log's refs, read before the snapshot
@@ -127,7 +130,7 @@ func (c *checker) problem(format string, args ...any) {
 // check runs every phase and returns what it found.
 func (s *Store) check(ctx context.Context) (*checker, error) {
 	c := &checker{s: s, footers: map[packID]map[digest.Hash]pack.Entry{}, damaged: map[packID]bool{},
-		missing: map[packID]bool{}, locs: map[byte]map[digest.Hash]chunkLoc{}, nodes: map[digest.Hash]*node.Node{}, bad: map[digest.Hash]bool{}}
+		missing: map[packID]bool{}, locs: map[byte]map[digest.Hash]chunkLoc{}, nodes: map[digest.Hash]*node.Node{}, bad: map[digest.Hash]bool{}, rescue: map[digest.Hash]chunkLoc{}}
 	// Hold GC off: it must not delete what is being checked.
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
@@ -321,7 +324,9 @@ func (c *checker) checkBlobs(ctx context.Context) error {
 		}
 		if c.missing[id] {
 			for _, b := range blobs {
-				c.bad[b.h] = true
+				if b.prefix != prefixNode || !c.rescueNode(b.h, b.loc, "its pack is missing") {
+					c.bad[b.h] = true
+				}
 			}
 			continue
 		}
@@ -349,6 +354,9 @@ func (c *checker) checkBlobs(ctx context.Context) error {
 				var err error
 				buf, err = s.readBlob(b.h, b.loc, blobFlags(b.prefix), buf[:0])
 				if err != nil {
+					if b.prefix == prefixNode && c.rescueNode(b.h, b.loc, err.Error()) {
+						continue
+					}
 					c.problem("%s %v", blobKind(b.prefix), err)
 					c.markBad(b.h)
 					continue
@@ -371,6 +379,26 @@ func (c *checker) checkBlobs(ctx context.Context) error {
 	}
 	wg.Wait()
 	return ctx.Err()
+}
+
+// rescueNode takes node h from the index's copy when its bytes in the
+// pack cannot be read (why) and the copy verifies: a problem, which
+// repair mends by writing the copy into a new pack, not a lost tree.
+func (c *checker) rescueNode(h digest.Hash, loc chunkLoc, why string) bool {
+	cp := c.s.nodeCopy(h)
+	if cp == nil {
+		return false
+	}
+	n, err := node.Decode(cp)
+	if err != nil {
+		return false
+	}
+	c.problem("node %s in pack %s: %s; the index has a sound copy of it", h, loc.Pack, why)
+	c.mu.Lock()
+	c.nodes[h] = &node.Node{Type: n.Type, Chunks: n.Chunks, Entries: n.Entries}
+	c.rescue[h] = loc
+	c.mu.Unlock()
+	return true
 }
 
 func (c *checker) markBad(h digest.Hash) {
@@ -470,6 +498,16 @@ func (c *checker) checkRefs(context.Context) error {
 func (c *checker) repair(ctx context.Context) ([]string, error) {
 	s := c.s
 	var repaired []string
+	if len(c.rescue) > 0 {
+		// First, before the packs they were in are dropped.
+		s.gcMu.Lock()
+		_, err := s.copyBlobs(c.rescue, packID{}, fmt.Sprintf("store %s: fsck: rescue nodes", s.dir))
+		s.gcMu.Unlock()
+		if err != nil {
+			return repaired, err
+		}
+		repaired = append(repaired, fmt.Sprintf("wrote %d nodes from the index's copies into a new pack", len(c.rescue)))
+	}
 	s.gcMu.Lock()
 	batch := s.db.NewBatch()
 	for h := range c.bad {
@@ -532,7 +570,7 @@ func (c *checker) repair(ctx context.Context) ([]string, error) {
 		good := map[digest.Hash]chunkLoc{}
 		for _, locs := range c.locs {
 			for h, loc := range locs {
-				if loc.Pack == id && !c.bad[h] {
+				if _, rescued := c.rescue[h]; loc.Pack == id && !c.bad[h] && !rescued {
 					good[h] = loc
 				}
 			}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/forge-build/forge/cas/digest"
 )
 
 // packsOf lists the pack files of the store at dir.
@@ -203,6 +205,124 @@ func TestFsckClassifies(t *testing.T) {
 				if _, err := s.Export(ctx, mustRef(t, s, name), filepath.Join(t.TempDir(), "out"), ExportOptions{}); err != nil {
 					t.Fatalf("export of %s after repair: %v", name, err)
 				}
+			}
+		})
+	}
+}
+
+// requireNodeCopies checks that every node record of the index carries a
+// copy of its node that verifies.
+func requireNodeCopies(t *testing.T, s *Store) {
+	t.Helper()
+	n := 0
+	must(t, s.scan(prefixNode, func(k, v []byte) error {
+		h, _ := digest.FromBytes(k)
+		loc, inline, err := decodeBlobRecord(v)
+		if err != nil {
+			return err
+		}
+		if loc.Length <= inlineNodeMax && digest.Sum(inline) != h {
+			t.Errorf("node %s: the index record has no good copy of it", h)
+		}
+		n++
+		return nil
+	}))
+	if n == 0 {
+		t.Fatal("no node records")
+	}
+}
+
+// GC moves a pack's live nodes into a new pack: their index records keep
+// their copies.
+func TestGCRewriteKeepsNodeCopies(t *testing.T) {
+	s := openTestStore(t, Options{})
+	ctx := context.Background()
+	a := t.TempDir()
+	writeFile(t, filepath.Join(a, "x"), randBytes(1, 1<<20), 0o644)
+	writeFile(t, filepath.Join(a, "b/y"), randBytes(2, 1<<20), 0o644)
+	_, err := s.Import(ctx, a, ImportOptions{Refs: []string{"a"}})
+	must(t, err)
+	// b's nodes and chunks are all in a's pack already.
+	rb, err := s.Import(ctx, filepath.Join(a, "b"), ImportOptions{Refs: []string{"b"}})
+	must(t, err)
+	before, err := s.location(prefixNode, rb.Tree)
+	must(t, err)
+	must(t, s.DeleteRefs("a"))
+	res, err := s.GC(ctx, GCOptions{RepackBelow: 1})
+	must(t, err)
+	after, err := s.location(prefixNode, rb.Tree)
+	must(t, err)
+	if res.PacksRewritten == 0 || after.Pack == before.Pack {
+		t.Fatalf("gc rewrote %d packs, b's root still in %s: the test needs a rewrite", res.PacksRewritten, after.Pack)
+	}
+	requireNodeCopies(t, s)
+}
+
+// A node whose bytes rot in its pack still reads from the index's copy;
+// fsck reports the rot, and repair writes the copy into a new pack rather
+// than dropping the node and the refs that need it.
+func TestRepairRescuesNodesFromTheIndexCopy(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, s *Store, loc chunkLoc)
+	}{
+		{"node bytes flipped in the pack", func(t *testing.T, s *Store, loc chunkLoc) {
+			s.forgetPack(loc.Pack)
+			flipByte(t, s.packPath(loc.Pack), loc.Offset+3)
+		}},
+		{"the pack holds only nodes, and is gone", func(t *testing.T, s *Store, loc chunkLoc) {
+			s.forgetPack(loc.Pack)
+			must(t, os.Remove(s.packPath(loc.Pack)))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestStore(t, Options{})
+			src := t.TempDir()
+			writeFile(t, filepath.Join(src, "f"), randBytes(7, 100<<10), 0o644)
+			first, err := s.Import(ctx, src, ImportOptions{})
+			must(t, err)
+			// A second import of the same content with new metadata
+			// stores only nodes, in a pack of their own.
+			must(t, os.Chmod(filepath.Join(src, "f"), 0o600))
+			res, err := s.Import(ctx, src, ImportOptions{Refs: []string{"t"}})
+			must(t, err)
+			if res.Tree == first.Tree || res.Stats.NewChunks != 0 {
+				t.Fatalf("second import: tree %s (first %s), %d new chunks", res.Tree, first.Tree, res.Stats.NewChunks)
+			}
+			loc, err := s.location(prefixNode, res.Tree)
+			must(t, err)
+			tc.damage(t, s, loc)
+
+			if _, err := s.Node(res.Tree); err != nil {
+				t.Fatalf("Node before the repair: %v; want it from the index's copy", err)
+			}
+			fr, err := s.Fsck(ctx, FsckOptions{})
+			must(t, err)
+			if !strings.Contains(strings.Join(fr.Problems, "\n"), "sound copy") {
+				t.Fatalf("fsck problems %q do not report the damage", fr.Problems)
+			}
+			fr, err = s.Fsck(ctx, FsckOptions{Repair: true})
+			must(t, err)
+			if !strings.Contains(strings.Join(fr.Repaired, "\n"), "from the index's copies") {
+				t.Fatalf("repair: %q", fr.Repaired)
+			}
+			fr, err = s.Fsck(ctx, FsckOptions{})
+			must(t, err)
+			if len(fr.Problems) != 0 {
+				t.Fatalf("fsck after the repair: %q", fr.Problems)
+			}
+			if got := mustRef(t, s, "t"); got != res.Tree {
+				t.Fatalf("ref t = %s after the repair, want %s", got, res.Tree)
+			}
+			// The pack is the truth again: a rebuilt index has the node.
+			rr, err := s.rebuildIndex(ctx)
+			must(t, err)
+			if len(rr.Problems) != 0 {
+				t.Fatalf("rebuild: %q", rr.Problems)
+			}
+			if _, err := s.Export(ctx, res.Tree, filepath.Join(t.TempDir(), "out"), ExportOptions{}); err != nil {
+				t.Fatalf("export after repair and rebuild: %v", err)
 			}
 		})
 	}

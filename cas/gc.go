@@ -418,6 +418,19 @@ func (s *Store) removePack(id packID) error {
 // at the new one, and only then deletes the old one.
 func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int64, error) {
 	where := fmt.Sprintf("store %s: gc: rewrite pack %s", s.dir, old)
+	size, err := s.copyBlobs(liveLocs, old, where)
+	if err != nil {
+		return 0, err
+	}
+	return size, s.removePack(old)
+}
+
+// copyBlobs copies the blobs of liveLocs into a new pack and points the
+// index at it, in one synced batch that also drops the record of pack
+// drop (unless it is the zero ID). A node whose bytes in its pack do not
+// verify is copied from the index's copy of it when that one does. It
+// returns the new pack's size.
+func (s *Store) copyBlobs(liveLocs map[digest.Hash]chunkLoc, drop packID, where string) (int64, error) {
 	out, err := s.newPackOutput()
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", where, err)
@@ -440,6 +453,11 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 	for _, h := range hashes {
 		loc := liveLocs[h]
 		blob, err = s.readBlob(h, loc, loc.Flags, blob[:0])
+		if err != nil && loc.Flags == pack.FlagNode {
+			if cp := s.nodeCopy(h); cp != nil {
+				blob, err = append(blob[:0], cp...), nil
+			}
+		}
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", where, err)
 		}
@@ -459,9 +477,11 @@ func (s *Store) rewritePack(old packID, liveLocs map[digest.Hash]chunkLoc) (int6
 	}
 	published = true
 	batch.Set(hashKeyPack(out.id), meta.encode(), nil)
-	batch.Delete(hashKeyPack(old), nil)
+	if drop != (packID{}) {
+		batch.Delete(hashKeyPack(drop), nil)
+	}
 	if err := batch.Commit(pebble.Sync); err != nil {
 		return 0, fmt.Errorf("%s: commit index: %w", where, s.indexError(err))
 	}
-	return meta.Size, s.removePack(old)
+	return meta.Size, nil
 }

@@ -167,7 +167,7 @@ func decodeBlobRecord(b []byte) (chunkLoc, []byte, error) {
 	if len(inline) == 0 {
 		return l, nil, nil
 	}
-	if l.Flags != pack.FlagNode || len(inline) != int(l.Length) {
+	if l.Flags != pack.FlagNode || len(inline) != int(l.Length) || len(inline) > inlineNodeMax {
 		return l, nil, fmt.Errorf("index record: %d bytes after the location of a blob of %d bytes with flags %#x: %w", len(inline), l.Length, l.Flags, ErrCorrupt)
 	}
 	return l, inline, nil

@@ -368,11 +368,34 @@ func (s *Store) readNode(h digest.Hash, buf []byte) ([]byte, error) {
 	if err != nil {
 		return buf, fmt.Errorf("node %s: %w", h, err)
 	}
-	if _, inline, err := decodeBlobRecord(rec); err == nil && inline != nil && digest.Sum(inline) == h {
+	loc, inline, err := decodeBlobRecord(rec)
+	if err == nil && inline != nil && digest.Sum(inline) == h {
 		return append(buf, inline...), nil
 	}
-	// No copy, or a damaged one (fsck reports it): the pack has the node.
+	if err == nil {
+		// No copy, or a damaged one (fsck reports it): the pack has it.
+		out, err := s.readBlob(h, loc, pack.FlagNode, buf)
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrClosed) {
+			return out, err
+		}
+	}
+	// A damaged record, or a pack GC moved the node out of meanwhile:
+	// readIndexed looks it up again and names what is wrong.
 	return s.readIndexed(prefixNode, h, buf)
+}
+
+// nodeCopy is the index's copy of node h when it verifies, else nil. A
+// node whose bytes in its pack are damaged or lost is rescued from it.
+func (s *Store) nodeCopy(h digest.Hash) []byte {
+	rec, err := s.get(hashKey(prefixNode, h))
+	if err != nil {
+		return nil
+	}
+	_, inline, err := decodeBlobRecord(rec)
+	if err != nil || inline == nil || digest.Sum(inline) != h {
+		return nil
+	}
+	return inline
 }
 
 // HasNode reports whether the index holds node h.
