@@ -14,20 +14,46 @@ import (
 // and stops the daemon, so that the index's files can be damaged.
 func storeOfTwo(t *testing.T) (s *testStore, srcs map[string]string) {
 	t.Helper()
+	return storeOf(t, func(t1 string) { fstree.MustBuildFixture(t, t1) })
+}
+
+// storeOf is storeOfTwo with t1 made by makeT1.
+func storeOf(t *testing.T, makeT1 func(dir string)) (s *testStore, srcs map[string]string) {
+	t.Helper()
 	forgeBin(t)
 	tmp := fstree.DiskTempDir(t)
 	s = newStore(t, tmp)
 	srcs = map[string]string{"t1": filepath.Join(tmp, "t1"), "t2": filepath.Join(tmp, "t2")}
-	fstree.MustBuildFixture(t, srcs["t1"])
+	makeT1(srcs["t1"])
 	fstree.MustRandomTree(t, srcs["t2"], 2, 2<<20)
-	for ref, src := range srcs {
-		s.importTree(src, ref)
+	for _, ref := range []string{"t1", "t2"} {
+		s.importTree(srcs[ref], ref)
 	}
 	if r := runForge(t, "daemon", "stop", "--store", s.dir); r.code != 0 {
 		t.Fatalf("%s", r)
 	}
 	return s, srcs
 }
+
+// newestWAL is the index's newest write-ahead log and its size.
+func newestWAL(t *testing.T, dir string) (string, int64) {
+	t.Helper()
+	logs, err := filepath.Glob(filepath.Join(dir, "index", "*.log"))
+	if err != nil || len(logs) == 0 {
+		t.Fatalf("no WAL in %s/index: %v", dir, err)
+	}
+	sort.Strings(logs)
+	fi, err := os.Stat(logs[len(logs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Name(), fi.Size()
+}
+
+// walBlock is the block size of pebble's WAL: a bad record in the last
+// block is taken for a write a crash cut short, and the log's tail from it
+// is dropped; one in an earlier block fails the replay.
+const walBlock = 32 << 10
 
 func (s *testStore) assertHolds(srcs map[string]string) {
 	s.t.Helper()
@@ -43,46 +69,82 @@ func (s *testStore) assertHolds(srcs map[string]string) {
 // TestDamagedIndexWAL is issue 14's attack 1: four bytes written into the
 // index's newest WAL made pebble drop every record after them; fsck said
 // "0 problems", ls was empty, and gc deleted every pack. The refs live in
-// the ref log now: fsck exits 1, gc refuses and deletes nothing, and
-// fsck --repair gives back every ref and tree.
+// the ref log now. Pebble meets the damage in one of two ways, and each
+// has its case: it drops the WAL's tail (the damage is in its last block),
+// and then fsck exits 1, gc refuses and deletes nothing, and fsck --repair
+// gives back every ref and tree; or it refuses the WAL (an earlier block),
+// and then the daemon keeps the index as index.damaged, rebuilds it from
+// the packs and the ref log on open, and says so in its log.
 func TestDamagedIndexWAL(t *testing.T) {
-	s, srcs := storeOfTwo(t)
-	logs, err := filepath.Glob(filepath.Join(s.dir, "index", "*.log"))
-	if err != nil || len(logs) == 0 {
-		t.Fatalf("no WAL in %s/index: %v", s.dir, err)
-	}
-	sort.Strings(logs)
-	f, err := os.OpenFile(logs[len(logs)-1], os.O_RDWR, 0)
+	t.Run("tail dropped", func(t *testing.T) {
+		// Two small trees: a WAL of one block.
+		s, srcs := storeOf(t, func(t1 string) { fstree.MustRandomTree(t, t1, 1, 1<<20) })
+		wal, size := newestWAL(t, s.dir)
+		if size <= 100 || size > walBlock {
+			t.Fatalf("the WAL %s has %d bytes: the case needs one block of more than 100", wal, size)
+		}
+		damageAt(t, filepath.Join(s.dir, "index", wal), 100)
+		packs := s.packs()
+
+		if refs := s.ls(); len(refs) != 2 {
+			t.Fatalf("ls after the damage: %v, want t1 and t2", refs)
+		}
+		if r := s.run("fsck"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "fsck --repair") {
+			t.Fatalf("fsck of a damaged index: want exit 1 and a hint to repair\n%s", r)
+		}
+		r := s.run("gc")
+		if r.code == 0 || !strings.Contains(r.stderr, "fsck --repair") {
+			t.Fatalf("gc on a damaged index: want a refusal that says to run fsck --repair\n%s", r)
+		}
+		if after := s.packs(); len(after) != len(packs) {
+			t.Fatalf("gc deleted packs of a damaged store: %d before, %d after", len(packs), len(after))
+		}
+		r = s.run("fsck", "--repair")
+		if !strings.Contains(r.stdout, "repaired: rebuilt the index") {
+			t.Fatalf("fsck --repair did not rebuild the index\n%s", r)
+		}
+		s.assertClean()
+		s.assertHolds(srcs)
+		s.ok("gc")
+		s.assertHolds(srcs)
+	})
+	t.Run("replay refused", func(t *testing.T) {
+		s, srcs := storeOfTwo(t)
+		wal, size := newestWAL(t, s.dir)
+		if size <= walBlock {
+			t.Fatalf("the WAL %s has %d bytes: the case needs more than one block", wal, size)
+		}
+		damageAt(t, filepath.Join(s.dir, "index", wal), 100)
+		if refs := s.ls(); len(refs) != 2 {
+			t.Fatalf("ls after the damage: %v, want t1 and t2", refs)
+		}
+		log, err := os.ReadFile(filepath.Join(s.dir, "daemon.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "index.damaged, rebuilding it") {
+			t.Fatalf("the daemon's log does not say it rebuilt a corrupt index:\n%s", log)
+		}
+		if _, err := os.Stat(filepath.Join(s.dir, "index.damaged")); err != nil {
+			t.Fatalf("the damaged index is not kept: %v", err)
+		}
+		s.assertClean()
+		s.assertHolds(srcs)
+		s.ok("gc")
+		s.assertHolds(srcs)
+	})
+}
+
+func damageAt(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte("\xde\xad\xbe\xef"), 100); err != nil {
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("\xde\xad\xbe\xef"), off); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	packs := s.packs()
-
-	if refs := s.ls(); len(refs) != 2 {
-		t.Fatalf("ls after the damage: %v, want t1 and t2", refs)
-	}
-	if r := s.run("fsck"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "fsck --repair") {
-		t.Fatalf("fsck of a damaged index: want exit 1 and a hint to repair\n%s", r)
-	}
-	r := s.run("gc")
-	if r.code == 0 || !strings.Contains(r.stderr, "fsck --repair") {
-		t.Fatalf("gc on a damaged index: want a refusal that says to run fsck --repair\n%s", r)
-	}
-	if after := s.packs(); len(after) != len(packs) {
-		t.Fatalf("gc deleted packs of a damaged store: %d before, %d after", len(packs), len(after))
-	}
-	r = s.run("fsck", "--repair")
-	if !strings.Contains(r.stdout, "repaired: rebuilt the index") {
-		t.Fatalf("fsck --repair did not rebuild the index\n%s", r)
-	}
-	s.assertClean()
-	s.assertHolds(srcs)
-	s.ok("gc")
-	s.assertHolds(srcs)
 }
 
 // TestIndexRemoved: the index is a cache; without it, the store rebuilds
