@@ -361,7 +361,10 @@ func (s *Store) rebuildIndex(ctx context.Context) (RebuildResult, error) {
 	if s.db, err = openPebble(path, s.opts.Logf); err != nil {
 		return res, fmt.Errorf("open store index %s: %w", path, err)
 	}
-	s.opts.Logf("store %s: rebuilt the index from %d packs (%d chunks, %d nodes) in %s", s.dir, res.Packs, res.Chunks, res.Nodes, time.Since(start).Round(time.Millisecond))
+	// A new store has no packs: its first index is no news.
+	if len(onDisk) > 0 {
+		s.opts.Logf("store %s: rebuilt the index from %d packs (%d chunks, %d nodes) in %s", s.dir, res.Packs, res.Chunks, res.Nodes, time.Since(start).Round(time.Millisecond))
+	}
 	for _, p := range res.Problems {
 		s.opts.Logf("store %s: rebuild index: %s", s.dir, p)
 	}
