@@ -273,6 +273,10 @@ func (s *Store) rebuildIndex(ctx context.Context) (RebuildResult, error) {
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
 	batch := db.NewBatch()
 	seen := map[digest.Hash]bool{}
+	// unsound: nodes whose copies so far do not verify. A node can be in
+	// two packs (fsck --repair rescues a rotted node into a new one): a
+	// later pack's sound copy wins over an earlier unsound one.
+	unsound := map[digest.Hash]bool{}
 	var nodeBuf []byte
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
@@ -298,19 +302,26 @@ func (s *Store) rebuildIndex(ctx context.Context) (RebuildResult, error) {
 				continue
 			}
 			key := hashKey(prefix, e.Hash)
-			if seen[e.Hash] {
+			if seen[e.Hash] && !unsound[e.Hash] {
 				continue
 			}
-			seen[e.Hash] = true
 			loc := chunkLoc{Pack: id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Flags: e.Flags}
 			var inline []byte
 			if prefix == prefixNode && e.Length <= inlineNodeMax {
-				// A node that does not verify is indexed without its
-				// copy; fsck finds it in the pack.
-				if blob, err := s.readBlob(e.Hash, loc, pack.FlagNode, nodeBuf[:0]); err == nil {
+				blob, err := s.readBlob(e.Hash, loc, pack.FlagNode, nodeBuf[:0])
+				switch {
+				case err == nil:
 					nodeBuf, inline = blob, blob
+					delete(unsound, e.Hash)
+				case seen[e.Hash]:
+					continue // keep the first unsound one
+				default:
+					// Indexed without a copy unless a sound one turns
+					// up; fsck finds it in the pack.
+					unsound[e.Hash] = true
 				}
 			}
+			seen[e.Hash] = true
 			batch.Set(key, encodeBlobRecord(loc, inline), nil)
 		}
 		batch.Set(hashKeyPack(id), packMeta{Size: onDisk[id], Created: mtime}.encode(), nil)

@@ -364,13 +364,9 @@ func (s *Store) Node(h digest.Hash) (*node.Node, error) {
 
 // readNode appends node h's encoding, verified against h, to buf.
 func (s *Store) readNode(h digest.Hash, buf []byte) ([]byte, error) {
-	rec, err := s.get(hashKey(prefixNode, h))
-	if err != nil {
-		return buf, fmt.Errorf("node %s: %w", h, err)
-	}
-	loc, inline, err := decodeBlobRecord(rec)
-	if err == nil && inline != nil && digest.Sum(inline) == h {
-		return append(buf, inline...), nil
+	loc, cp, err := s.nodeRecord(h)
+	if err == nil && cp != nil {
+		return append(buf, cp...), nil
 	}
 	if err == nil {
 		// No copy, or a damaged one (fsck reports it): the pack has it.
@@ -384,18 +380,28 @@ func (s *Store) readNode(h digest.Hash, buf []byte) ([]byte, error) {
 	return s.readIndexed(prefixNode, h, buf)
 }
 
+// nodeRecord reads node h's index record: where the node is, and the
+// record's copy of it when that verifies (else nil).
+func (s *Store) nodeRecord(h digest.Hash) (chunkLoc, []byte, error) {
+	rec, err := s.get(hashKey(prefixNode, h))
+	if err != nil {
+		return chunkLoc{}, nil, fmt.Errorf("node %s: %w", h, err)
+	}
+	loc, cp, err := decodeBlobRecord(rec)
+	if err != nil {
+		return loc, nil, fmt.Errorf("node %s: %w", h, err)
+	}
+	if cp != nil && digest.Sum(cp) != h {
+		cp = nil
+	}
+	return loc, cp, nil
+}
+
 // nodeCopy is the index's copy of node h when it verifies, else nil. A
 // node whose bytes in its pack are damaged or lost is rescued from it.
 func (s *Store) nodeCopy(h digest.Hash) []byte {
-	rec, err := s.get(hashKey(prefixNode, h))
-	if err != nil {
-		return nil
-	}
-	_, inline, err := decodeBlobRecord(rec)
-	if err != nil || inline == nil || digest.Sum(inline) != h {
-		return nil
-	}
-	return inline
+	_, cp, _ := s.nodeRecord(h)
+	return cp
 }
 
 // HasNode reports whether the index holds node h.
