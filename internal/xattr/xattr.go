@@ -36,22 +36,24 @@ func List(list func(buf []byte) (int, error)) ([]string, error) {
 	}
 }
 
-// Get returns the value get (a getxattr call into buf) gives: it asks for
-// the size first, and asks again when the value grew in between.
+// Get returns the value get (a getxattr call into buf) gives. Most values
+// (SELinux labels, capabilities, ACLs) are short: it tries a small buffer
+// first, so that they cost one call, and asks for the size only when that
+// is too small (again when the value grew in between).
 func Get(get func(buf []byte) (int, error)) ([]byte, error) {
+	buf := make([]byte, 256)
 	for {
-		n, err := get(nil)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, n)
-		n, err = get(buf)
+		n, err := get(buf)
 		if errors.Is(err, unix.ERANGE) {
+			if n, err = get(nil); err != nil {
+				return nil, err
+			}
+			buf = make([]byte, n)
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		return buf[:n], nil
+		return buf[:n:n], nil
 	}
 }
