@@ -1,6 +1,12 @@
-// Package manifest reads osbuild manifests (format 1), validates them and
-// computes every stage's and assembler's ID exactly as osbuild does, so that
-// a manifest written for osbuild runs unchanged under forge.
+// Package manifest reads osbuild manifests (formats 1 and 2), validates them
+// and computes every stage's and assembler's ID exactly as osbuild does, so
+// that a manifest written for osbuild runs unchanged under forge.
+//
+// Format 2 (`"version": "2"`, osbuild's format since 2021) is a list of
+// named pipelines whose stages have inputs (other pipelines' trees, source
+// files), devices and mounts, and "sources" that fetch files by checksum.
+// Its rules are in v2.go and OSBUILD-V2.md; Describe prints a loaded
+// format-2 manifest as `osbuild --inspect` does, byte for byte.
 //
 // Format 1 has had two shapes, and Parse reads both:
 //

@@ -8,22 +8,36 @@ import (
 	"github.com/forge-build/forge/builder/pyjson"
 )
 
-// Version1 is osbuild's manifest format 1, the only one Parse reads. Format
-// 2 (a list of named pipelines with inputs) may come later; Manifest.Version
-// tells them apart.
-const Version1 = "1"
+// The manifest formats Parse reads; Manifest.Version tells them apart.
+const (
+	// Version1 is osbuild's format 1 (2019): one pipeline, build
+	// pipelines nested, an assembler.
+	Version1 = "1"
+	// Version2 is osbuild's format 2 (2021 on): named pipelines, stages
+	// with inputs, devices and mounts, sources (see v2.go).
+	Version2 = "2"
+)
 
 // Manifest is a parsed, validated manifest whose IDs are all computed.
 type Manifest struct {
-	// Version is the format, Version1.
+	// Version is the format, Version1 or Version2.
 	Version string
-	// Pipeline is the top pipeline: the one whose tree the assembler
-	// assembles. Never nil; it may have no stages.
+	// Pipeline is the top pipeline: in format 1 the one whose tree the
+	// assembler assembles, in format 2 the last one (what osbuild
+	// exports by default). Never nil; it may have no stages.
 	Pipeline *Pipeline
-	// Sources is the v1 shape's "sources" object (compact), nil when
-	// absent. osbuild's sources fetch files (org.osbuild.files, ostree
-	// commits) for stages; forge's builder does not use them yet.
+	// Sources is the "sources" object (compact), nil when absent: what
+	// the sources fetch (files by checksum), for the stages' inputs.
 	Sources json.RawMessage
+	// SourceItems are the checksums (or other item keys) of every source,
+	// in manifest order: what org.osbuild.source inputs may name.
+	SourceItems []string
+
+	// named are format 2's pipelines in manifest order.
+	named []*Pipeline
+	// metadata and sources are format 2's "metadata" and "sources" as
+	// loaded, for Describe.
+	metadata, sources *pyjson.Value
 }
 
 // Pipeline is a build root, stages that make a tree, and an assembler.
@@ -40,18 +54,32 @@ type Pipeline struct {
 	Assembler *Stage
 	// Path is the pipeline's JSON path for messages: "" for the top of a
 	// bare pipeline, "pipeline" for the top in the v1 shape, "build",
-	// "pipeline.build.pipeline", ... for build pipelines.
+	// "pipeline.build.pipeline", ... for build pipelines; "pipelines[2]"
+	// in format 2.
 	Path string
+
+	// Name is a format-2 pipeline's name ("" in format 1).
+	Name string
+	// Runner is the "runner" written on a format-2 pipeline: the runner
+	// of the stages of the pipelines that build with this one; "" when
+	// absent (the host's). A format-2 pipeline's own stages run with
+	// Build.Runner.
+	Runner string
+	// SourceEpoch is a format-2 pipeline's "source-epoch" in decimal,
+	// "" when absent: SOURCE_DATE_EPOCH for its stages, and part of
+	// their IDs.
+	SourceEpoch string
 }
 
 // Build is a pipeline's build root.
 type Build struct {
 	// Pipeline builds the build root. Never nil.
 	Pipeline *Pipeline
-	// Runner is the v1 shape's "runner" (like "org.osbuild.debian12"):
-	// osbuild's script that prepares a build root of that distribution.
-	// "" in the bare shape. forge runs its own osbuild-run from the
-	// libdir, so the builder ignores it for now.
+	// Runner is the runner of the stages built in this build root (like
+	// "org.osbuild.debian12"): osbuild's script that prepares a build
+	// root of that distribution. Format 1: the v1 shape's "runner", ""
+	// in the bare shape. Format 2: the build pipeline's "runner", ""
+	// when it has none (the host's runner).
 	Runner string
 }
 
@@ -69,6 +97,14 @@ type Stage struct {
 	// Path is the stage's JSON path, like "build.stages[2]" or
 	// "pipeline.assembler".
 	Path string
+
+	// Format 2 only: the stage's inputs in manifest order, its devices
+	// parents first (the order they are opened in), its mounts in
+	// manifest order; and its pipeline's source-epoch.
+	Inputs      []*Input
+	Devices     []*Device
+	Mounts      []*Mount
+	SourceEpoch string
 
 	options *pyjson.Value // as Python's json.loads holds them, for ID
 }
@@ -100,9 +136,14 @@ func (p *Pipeline) OutputID() string {
 	return p.Assembler.ID
 }
 
-// Pipelines returns every pipeline of the manifest in the order they must
-// be built: the innermost build pipeline first, the top one last.
+// Pipelines returns every pipeline of the manifest. Format 1: in the
+// order they must be built, the innermost build pipeline first, the top
+// one last. Format 2: in manifest order (a pipeline can only name, as
+// build or input, pipelines before it).
 func (m *Manifest) Pipelines() []*Pipeline {
+	if m.Version == Version2 {
+		return m.named
+	}
 	var chain []*Pipeline
 	for p := m.Pipeline; p != nil; {
 		chain = append(chain, p)

@@ -45,6 +45,17 @@ func Parse(data []byte) (*Manifest, error) {
 	switch {
 	case root.Kind != pyjson.Object:
 		pr.add("", nil, "want an object, got %s", root.Kind)
+	case root.Get("version") != nil:
+		v := root.Get("version")
+		switch {
+		case v.Kind == pyjson.String && v.Str == Version2:
+			m = pr.parseV2(root)
+		case v.Kind == pyjson.String && v.Str == Version1:
+			// osbuild's format-1 loader shape with its version written.
+			m.Pipeline, m.Sources = pr.loaderManifest(root)
+		default:
+			pr.add("version", nil, "unsupported manifest format %s: forge reads \"1\" and \"2\"", describeValue(v))
+		}
 	case root.Get("pipeline") != nil || root.Get("sources") != nil:
 		m.Pipeline, m.Sources = pr.loaderManifest(root)
 	default:
@@ -53,7 +64,9 @@ func Parse(data []byte) (*Manifest, error) {
 	if err := pr.err(); err != nil {
 		return nil, err
 	}
-	computeIDs(m.Pipeline)
+	if m.Version == Version1 {
+		computeIDs(m.Pipeline)
+	}
 	return m, nil
 }
 
@@ -74,6 +87,9 @@ const buildPipelinePath = "build-pipeline"
 //
 // Paths in messages and in the new stages start with "build-pipeline".
 func (m *Manifest) SetDefaultBuild(data []byte) error {
+	if m.Version != Version1 {
+		return Errors{{Path: buildPipelinePath, Msg: "a default build pipeline is for format 1: a format-2 manifest names its build pipelines"}}
+	}
 	root, err := pyjson.Parse(data)
 	if err != nil {
 		return Errors{{Path: buildPipelinePath, Msg: err.Error(), Err: err}}
@@ -117,7 +133,11 @@ func (pr *problems) unknownKeys(v *pyjson.Value, path, what string, known ...str
 // loaderManifest reads osbuild's {"pipeline", "sources"} shape. A missing
 // pipeline is an empty one, as in osbuild's loader.
 func (pr *problems) loaderManifest(root *pyjson.Value) (*Pipeline, json.RawMessage) {
-	pr.unknownKeys(root, "", `a manifest with "pipeline" or "sources"`, "pipeline", "sources")
+	known := []string{"pipeline", "sources"}
+	if root.Get("version") != nil {
+		known = append(known, "version")
+	}
+	pr.unknownKeys(root, "", `a manifest with "pipeline" or "sources"`, known...)
 	p := &Pipeline{Path: "pipeline"}
 	if v := root.Get("pipeline"); v != nil {
 		p = pr.pipeline(v, "pipeline", loader)

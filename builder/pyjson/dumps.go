@@ -25,6 +25,16 @@ func (v *Value) AppendDumps(dst []byte) []byte {
 	return d.buf
 }
 
+// AppendDumpsUnsorted appends json.dumps(v) as Python prints it without
+// sort_keys: object members in the order Fields gives them (a repeated
+// key where it first appeared, with its last value, as Python's dict
+// keeps it).
+func (v *Value) AppendDumpsUnsorted(dst []byte) []byte {
+	d := dumper{buf: dst, unsorted: true}
+	d.value(v)
+	return d.buf
+}
+
 // WriteDumps writes json.dumps(v, sort_keys=True) to w, as AppendDumps
 // would append it, a piece at a time: the text of a large value (three
 // times the length of its source, where a string is all non-ASCII) never
@@ -47,6 +57,10 @@ type dumper struct {
 	buf []byte
 	w   io.Writer
 	err error
+	// unsorted keeps object members in document order (json.dumps
+	// without sort_keys, as osbuild prints --inspect), each key once as
+	// Fields gives them.
+	unsorted bool
 }
 
 func (d *dumper) maybeFlush() {
@@ -89,9 +103,11 @@ func (d *dumper) value(v *Value) {
 		d.buf = append(d.buf, ']')
 	case Object:
 		fields := v.Fields()
-		// Byte order of WTF-8 is code point order, which is how Python
-		// compares str (not UTF-16 units, as JavaScript would).
-		sort.Slice(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
+		if !d.unsorted {
+			// Byte order of WTF-8 is code point order, which is how Python
+			// compares str (not UTF-16 units, as JavaScript would).
+			sort.Slice(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
+		}
 		d.buf = append(d.buf, '{')
 		for i, f := range fields {
 			if i > 0 {

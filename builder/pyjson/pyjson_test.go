@@ -625,3 +625,21 @@ func FuzzDumps(f *testing.F) {
 		}
 	})
 }
+
+// TestDumpsUnsorted: json.dumps without sort_keys keeps document order,
+// and a repeated key where it first appeared with its last value.
+func TestDumpsUnsorted(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"b": 1, "a": [{"z": null, "y": 1.5}]}`, `{"b": 1, "a": [{"z": null, "y": 1.5}]}`},
+		{`{"k": 1, "j": 2, "k": 3}`, `{"k": 3, "j": 2}`},
+		{`{"é": "\u00e9"}`, `{"\u00e9": "\u00e9"}`},
+	} {
+		v, err := Parse([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(v.AppendDumpsUnsorted(nil)); got != tc.want {
+			t.Errorf("AppendDumpsUnsorted(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

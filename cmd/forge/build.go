@@ -44,12 +44,19 @@ func buildCommands() []*command {
 	}, {
 		name: "inspect",
 		summary: "Show a manifest's stages, their osbuild IDs and whether the store has them (JSON).\n" +
-			"Every pipeline's stages and assembler: name, ID, and \"cached\" (a build would not run it).\n" +
-			"Exit status 2 for a bad manifest, one past --max-manifest-size too.",
-		usage:   "[--store DIR] [--max-manifest-size SIZE] MANIFEST|-",
-		example: "  forge inspect manifest.json | jq '.pipeline.stages[] | [.name, .cached]'",
+			"Format 2: what `osbuild --inspect` prints (the manifest with an \"id\" on every stage and\n" +
+			"pipeline references resolved to IDs, one line), each stage with forge's \"cached\" added\n" +
+			"last (none with --no-store: then the bytes are osbuild's). Format 1: every pipeline's\n" +
+			"stages and assembler with name, ID and \"cached\" (a build would not run it).\n" +
+			"No stage executables are needed. Exit status 2 for a bad manifest, one past\n" +
+			"--max-manifest-size too.",
+		usage: "[--store DIR | --no-store] [--libdir DIR] [--max-manifest-size SIZE] MANIFEST|-",
+		example: "  forge inspect manifest.json | jq '.pipelines[].stages[] | [.type, .id, .cached]'\n" +
+			"  forge inspect --no-store manifest.json > ids.json   # as osbuild --inspect",
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
+			fs.Bool("no-store", false, "do not look at the store: no \"cached\", and no daemon started")
+			fs.String("libdir", "", "the libdir whose runner for this host a format-2 build pipeline without \"runner\" shows (default: forge's)")
 			maxManifestSizeFlag(fs)
 		},
 		run: runInspect,
@@ -350,20 +357,36 @@ func runInspect(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if err != nil {
 		return err
 	}
-	c, err := connect(ctx, fs)
-	if err != nil {
+	var cached func(id string) bool
+	if noStore, _ := fs.GetBool("no-store"); !noStore {
+		c, err := connect(ctx, fs)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		refs, err := c.Refs(ctx)
+		if err != nil {
+			return err
+		}
+		stored := map[string]bool{}
+		for _, r := range refs {
+			stored[r.Name] = true
+		}
+		cached = func(id string) bool { return stored[id] }
+	}
+	if m.Version == manifest.Version2 {
+		libdir, _ := fs.GetString("libdir")
+		b, err := m.Describe(manifest.DescribeOptions{HostRunner: builder.HostRunner(libdir), Cached: cached})
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(b)
 		return err
 	}
-	defer c.Close()
-	refs, err := c.Refs(ctx)
-	if err != nil {
-		return err
+	if cached == nil {
+		cached = func(string) bool { return false }
 	}
-	stored := map[string]bool{}
-	for _, r := range refs {
-		stored[r.Name] = true
-	}
-	out := map[string]any{"pipeline": builder.Inspect(m.Pipeline, func(id string) bool { return stored[id] })}
+	out := map[string]any{"pipeline": builder.Inspect(m.Pipeline, cached)}
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err
