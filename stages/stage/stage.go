@@ -20,15 +20,35 @@ const (
 	KindAssembler Kind = "assemblers"
 )
 
-// Args is what a stage reads on stdin.
+// Args is what a stage is given: in format 1 a JSON object on stdin
+// (tree, options and, for an assembler, output_dir); in format 2 the file
+// /run/osbuild/api/arguments, which adds paths, devices, inputs, mounts
+// and meta (see ReadArgsFile). Paths in it are paths in the buildroot.
 type Args struct {
 	// Tree is the tree the stage changes (an assembler reads it; it is
 	// read-only then).
 	Tree string `json:"tree"`
 	// Options are the stage's options from the manifest, undecoded.
 	Options json.RawMessage `json:"options"`
-	// OutputDir is where an assembler writes its output.
+	// OutputDir is where an assembler writes its output (format 1 only).
 	OutputDir string `json:"output_dir,omitempty"`
+
+	// Format is 1 or 2: how the arguments came (not part of the JSON).
+	Format int `json:"-"`
+	// Paths are where the buildroot keeps devices, inputs and mounts
+	// (format 2).
+	Paths Paths `json:"paths"`
+	// Devices are the stage's devices by their name in the manifest
+	// (format 2).
+	Devices map[string]Device `json:"devices"`
+	// Inputs are the stage's inputs by their name in the manifest
+	// (format 2).
+	Inputs map[string]Input `json:"inputs"`
+	// Mounts are the stage's mounts by their name in the manifest
+	// (format 2).
+	Mounts map[string]Mount `json:"mounts"`
+	// Meta is about the stage itself (format 2).
+	Meta Meta `json:"meta"`
 }
 
 // Func runs one stage. Errors it returns are printed, prefixed by the
@@ -40,6 +60,12 @@ type Stage struct {
 	Name string // e.g. org.osbuild.hostname
 	Kind Kind
 	Run  Func
+	// MetaJSON is the stage's NAME.meta.json, osbuild's description of
+	// a module: {"summary", "description": [lines], "schema" (format 1's
+	// options), "schema_2" (format 2's options, inputs, devices,
+	// mounts)}. Link writes it beside the stage; osbuild validates
+	// manifests with it.
+	MetaJSON []byte
 }
 
 // maxArgs bounds what a stage reads on stdin: options are small.
@@ -68,6 +94,7 @@ func ReadArgs(r io.Reader, kind Kind) (Args, error) {
 	if len(a.Options) == 0 || string(a.Options) == "null" {
 		a.Options = json.RawMessage("{}")
 	}
+	a.Format = 1
 	return a, nil
 }
 
@@ -119,8 +146,8 @@ func OptionError(option string, format string, a ...any) error {
 }
 
 // Main runs the stage named by the executable's base name (argv[0]) and
-// exits. The same binary is also osbuild-run (see Runner) and, run as
-// anything else, offers `link DIR` to make the libdir's hard links.
+// exits. The same binary is also the runners (RunnerName, Runners) and,
+// run as anything else, offers `link DIR` to make the libdir.
 func Main(stages []Stage) {
 	os.Exit(main1(context.Background(), stages, os.Args, os.Stdin, os.Stdout, os.Stderr))
 }

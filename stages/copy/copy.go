@@ -1,0 +1,221 @@
+// Package copy is org.osbuild.copy: it copies files or trees from the
+// stage's inputs, mounts or tree to its mounts or tree, each item with
+// the build root's `cp -a --reflink=auto`, as osbuild does, so owners,
+// modes, times, extended attributes (ACLs, SELinux labels, capabilities)
+// and hard links within an item are kept.
+//
+// Sources and destinations are osbuild's location URLs (see
+// stage.Location): "from" is input://NAME/PATH, mount://NAME/PATH or
+// tree:///PATH, "to" is mount://NAME/PATH or tree:///PATH; a PATH ending
+// in "/" means the directory's content. Unlike osbuild, no path may leave
+// its input, mount or tree, through ".." or a symbolic link: not the
+// source, not the destination, nor the name cp writes in a destination
+// directory. Below that, when a directory's content merges into an
+// existing one, cp's walk is cp's, as in osbuild: an existing link there
+// is written through (mounts are usually fresh filesystems).
+package copy
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/forge-build/forge/stages/stage"
+)
+
+// Meta is org.osbuild.copy's meta.json.
+//
+//go:embed org.osbuild.copy.meta.json
+var Meta []byte
+
+// options are osbuild's.
+type options struct {
+	Paths *[]item `json:"paths"`
+}
+
+type item struct {
+	From *string `json:"from"`
+	To   *string `json:"to"`
+	// RemoveDestination removes an existing destination file (or
+	// symbolic link) before copying, rather than writing into it
+	// (cp --remove-destination).
+	RemoveDestination bool `json:"remove_destination"`
+}
+
+func parse(raw []byte) ([]item, error) {
+	var o options
+	if err := stage.DecodeOptions(raw, &o); err != nil {
+		return nil, err
+	}
+	if o.Paths == nil {
+		return nil, stage.OptionError("paths", "is required")
+	}
+	if len(*o.Paths) == 0 {
+		return nil, stage.OptionError("paths", "want at least one item")
+	}
+	for i, it := range *o.Paths {
+		opt := fmt.Sprintf("paths[%d]", i)
+		if it.From == nil {
+			return nil, stage.OptionError(opt+".from", "is required")
+		}
+		if it.To == nil {
+			return nil, stage.OptionError(opt+".to", "is required")
+		}
+		if err := checkURL(*it.From, "input", "mount", "tree"); err != nil {
+			return nil, stage.OptionError(opt+".from", "%v", err)
+		}
+		if err := checkURL(*it.To, "mount", "tree"); err != nil {
+			return nil, stage.OptionError(opt+".to", "%v", err)
+		}
+	}
+	return *o.Paths, nil
+}
+
+// checkURL checks the URL's form against osbuild's schema: one of the
+// schemes, and a name for input and mount, so "input://NAME/...",
+// "mount://NAME/..." or "tree:///...".
+func checkURL(url string, schemes ...string) error {
+	for _, s := range schemes {
+		rest, ok := strings.CutPrefix(url, s+"://")
+		if !ok {
+			continue
+		}
+		name, _, ok := strings.Cut(rest, "/")
+		switch {
+		case !ok:
+			return fmt.Errorf("%q has no path: want %s://%s/PATH", url, s, name)
+		case s == "tree" && name != "":
+			return fmt.Errorf("%q: want tree:///PATH", url)
+		case s != "tree" && name == "":
+			return fmt.Errorf("%q names no %s: want %s://NAME/PATH", url, s, s)
+		}
+		return nil
+	}
+	return fmt.Errorf("%q is not a %s URL", url, strings.Join(schemes, "://, ")+"://")
+}
+
+// Run copies the items in order.
+func Run(ctx context.Context, a stage.Args) error {
+	items, err := parse(a.Options)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		t, err := plan(a, it)
+		if err != nil {
+			return fmt.Errorf("paths[%d]: %w", i, err)
+		}
+		src, dst := t.Args[len(t.Args)-2], t.Args[len(t.Args)-1]
+		fmt.Printf("copying '%s' -> '%s'\n", src, dst)
+		if err := t.Run(ctx); err != nil {
+			return fmt.Errorf("paths[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// plan resolves an item's locations, checks that they exist where they
+// must and stay in their roots, and returns its cp command line.
+func plan(a stage.Args, it item) (stage.Tool, error) {
+	src, err := a.ParseLocation(*it.From)
+	if err != nil {
+		return stage.Tool{}, fmt.Errorf("from: %w", err)
+	}
+	dst, err := a.ParseLocation(*it.To)
+	if err != nil {
+		return stage.Tool{}, fmt.Errorf("to: %w", err)
+	}
+	srcDir, err := checkSource(src)
+	if err != nil {
+		return stage.Tool{}, fmt.Errorf("from: %w", err)
+	}
+	if err := checkDestination(dst, it.RemoveDestination && !srcDir); err != nil {
+		return stage.Tool{}, fmt.Errorf("to: %w", err)
+	}
+	// Into an existing directory, cp writes DIR/NAME, NAME the source's
+	// base name: that one is checked too.
+	if !src.Contents && src.Rel != "." {
+		if fi, err := dst.Stat(); err == nil && fi.IsDir() {
+			into := dst
+			into.Rel, into.Contents = path.Join(dst.Rel, path.Base(src.Rel)), false
+			into.URL = strings.TrimSuffix(dst.URL, "/") + "/" + path.Base(src.Rel)
+			if err := checkDestination(into, it.RemoveDestination && !srcDir); err != nil {
+				return stage.Tool{}, fmt.Errorf("to: %w", err)
+			}
+		}
+	}
+	return command(src.Path(), dst.Path(), it.RemoveDestination), nil
+}
+
+// command is osbuild's cp command line.
+func command(src, dst string, removeDestination bool) stage.Tool {
+	args := []string{"-a", "--reflink=auto"}
+	if removeDestination {
+		args = append(args, "--remove-destination")
+	}
+	return stage.Tool{Name: "cp", Args: append(args, src, dst)}
+}
+
+// checkSource checks that the source exists (for a directory's content,
+// that it is a directory) and says whether it is a directory. A final
+// symbolic link is copied as a link, so it is not followed.
+func checkSource(l stage.Location) (isDir bool, err error) {
+	if l.Contents {
+		fi, err := l.Stat()
+		if err != nil {
+			return false, err
+		}
+		if !fi.IsDir() {
+			return false, fmt.Errorf("%s ends in \"/\" but is not a directory", l.URL)
+		}
+		return true, nil
+	}
+	fi, err := l.Lstat()
+	if err != nil {
+		return false, err
+	}
+	return fi.IsDir(), nil
+}
+
+// checkDestination checks that cp's writes stay in the destination's
+// root: a directory to copy into, an existing file or link to write
+// through (or, with replace, to replace), or a new name in an existing
+// directory.
+func checkDestination(l stage.Location, replace bool) error {
+	if l.Contents || l.Rel == "." {
+		fi, err := l.Stat()
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", l.URL)
+		}
+		return nil
+	}
+	fi, err := l.Lstat()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		pfi, perr := l.Parent().Stat()
+		if perr != nil {
+			return fmt.Errorf("%s: its directory: %w", l.URL, perr)
+		}
+		if !pfi.IsDir() {
+			return fmt.Errorf("%s: its parent is not a directory", l.URL)
+		}
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode().Type() == os.ModeSymlink && !replace:
+		// cp writes through the link: it must lead somewhere in the
+		// root.
+		if _, err := l.Stat(); err != nil {
+			return fmt.Errorf("%s is a symbolic link cp would follow: %w (remove_destination replaces it)", l.URL, err)
+		}
+	}
+	return nil
+}
