@@ -39,13 +39,45 @@ type Bind struct {
 	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
+// Device is a device node made in the buildroot's /dev.
+type Device struct {
+	// Name is the node's path under /dev, like "loop3" or "loop3p1".
+	Name         string `json:"name"`
+	Major, Minor uint32
+	Block        bool `json:"block"`
+}
+
+// FSMount is a filesystem mounted inside the buildroot.
+type FSMount struct {
+	// Source is the device inside the buildroot, like "/dev/loop3".
+	Source string `json:"source"`
+	// Target is an absolute path inside the buildroot; made when missing.
+	Target string `json:"target"`
+	FSType string `json:"fstype"`
+	// Data are the filesystem's mount options, like "umask=077".
+	Data     string `json:"data,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
 // Config describes one run.
 type Config struct {
 	// BuildTree is the host path of the build tree ("/" for the host's).
 	BuildTree string
 	// Chroot makes BuildTree itself the root, writable, with its own /etc.
-	Chroot  bool
-	Binds   []Bind
+	Chroot bool
+	// Plain gives the command osbuild's own buildroot and nothing of
+	// forge's runner steps: an empty /etc (with the build tree's
+	// mke2fs.conf, containers and selinux configuration, as osbuild
+	// binds them), no ld.so.cache, users or certificates. For a runner
+	// from a libdir other than forge's, which does its own setup.
+	Plain bool
+	Binds []Bind
+	// Devices are block or character device nodes made in /dev, such as
+	// a loop device a stage writes a filesystem on.
+	Devices []Device
+	// Mounts are filesystems mounted after the binds, in order, such as
+	// a loop device's ext4 under /run/osbuild/mounts.
+	Mounts  []FSMount
 	Network Network // NetworkHost when empty
 	// Hostname inside the UTS namespace; "forge-buildroot" when empty.
 	Hostname string
@@ -123,22 +155,26 @@ const (
 
 // initConfig is what init receives over its config pipe.
 type initConfig struct {
-	BuildTree string   `json:"build_tree"`
-	Chroot    bool     `json:"chroot,omitempty"`
-	Binds     []Bind   `json:"binds,omitempty"`
-	Network   Network  `json:"network"`
-	Hostname  string   `json:"hostname"`
-	Env       []string `json:"env"`
-	Args      []string `json:"args"`
-	Dir       string   `json:"dir"`
-	NewRoot   string   `json:"new_root"`
+	BuildTree string    `json:"build_tree"`
+	Chroot    bool      `json:"chroot,omitempty"`
+	Plain     bool      `json:"plain,omitempty"`
+	Devices   []Device  `json:"devices,omitempty"`
+	Mounts    []FSMount `json:"mounts,omitempty"`
+	Binds     []Bind    `json:"binds,omitempty"`
+	Network   Network   `json:"network"`
+	Hostname  string    `json:"hostname"`
+	Env       []string  `json:"env"`
+	Args      []string  `json:"args"`
+	Dir       string    `json:"dir"`
+	NewRoot   string    `json:"new_root"`
 }
 
 // newInitConfig is what Run tells init about a checked cfg; newRoot is
 // the new root's mountpoint.
 func newInitConfig(cfg Config, newRoot string) initConfig {
 	return initConfig{
-		BuildTree: cfg.BuildTree, Chroot: cfg.Chroot, Binds: cfg.Binds, Network: cfg.Network,
+		BuildTree: cfg.BuildTree, Chroot: cfg.Chroot, Plain: cfg.Plain, Devices: cfg.Devices, Mounts: cfg.Mounts,
+		Binds: cfg.Binds, Network: cfg.Network,
 		Hostname: cfg.Hostname, Env: cfg.Env, Args: cfg.Args, Dir: cfg.Dir, NewRoot: newRoot,
 	}
 }
@@ -215,6 +251,19 @@ func (c *Config) check() error {
 			return fmt.Errorf("buildroot: bind target %q: want an absolute path outside /, /proc, /dev, /sys", b.Target)
 		}
 		c.Binds[i].Target = t
+	}
+	for _, d := range c.Devices {
+		if d.Name == "" || d.Name != path.Clean(d.Name) || path.IsAbs(d.Name) || strings.HasPrefix(d.Name, "..") ||
+			strings.Contains(d.Name, "/") && !strings.HasPrefix(d.Name, "mapper/") {
+			return fmt.Errorf("buildroot: device %q: want a name under /dev like loop3", d.Name)
+		}
+	}
+	for i, m := range c.Mounts {
+		t := path.Clean(m.Target)
+		if !path.IsAbs(t) || t == "/" || !path.IsAbs(m.Source) || m.FSType == "" {
+			return fmt.Errorf("buildroot: mount %s on %q (%s): want an absolute source, type and target other than /", m.Source, m.Target, m.FSType)
+		}
+		c.Mounts[i].Target = t
 	}
 	return nil
 }

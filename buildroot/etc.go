@@ -3,11 +3,14 @@ package buildroot
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // writeEtc fills the new root's /etc (on its tmpfs) with what osbuild's
@@ -33,7 +36,14 @@ func (r *rootfs) writeEtc() error {
 		files["resolv.conf"] = string(b)
 	}
 	bt := r.cfg.BuildTree
-	if b, err := os.ReadFile(filepath.Join(bt, "etc/ld.so.conf")); err == nil {
+	// Through os.Root: a build tree's symlink must not read the host's
+	// files into the buildroot.
+	btRoot, err := os.OpenRoot(bt)
+	if err != nil {
+		return fmt.Errorf("open build tree %s: %w", bt, err)
+	}
+	defer btRoot.Close()
+	if b, err := btRoot.ReadFile("etc/ld.so.conf"); err == nil {
 		files["ld.so.conf"] = string(b)
 	}
 	for name, content := range files {
@@ -42,14 +52,14 @@ func (r *rootfs) writeEtc() error {
 		}
 	}
 	// The build tree's library paths (multiarch directories on Debian).
-	confs, _ := filepath.Glob(filepath.Join(bt, "etc/ld.so.conf.d/*.conf"))
+	confs, _ := fs.Glob(btRoot.FS(), "etc/ld.so.conf.d/*.conf")
 	if len(confs) > 0 {
 		if err := os.Mkdir(filepath.Join(etc, "ld.so.conf.d"), 0o755); err != nil {
 			return err
 		}
 	}
 	for _, c := range confs {
-		b, err := os.ReadFile(c)
+		b, err := btRoot.ReadFile(c)
 		if err != nil {
 			continue
 		}
@@ -59,6 +69,36 @@ func (r *rootfs) writeEtc() error {
 	}
 	if _, err := os.Stat(filepath.Join(bt, "usr/lib/os-release")); err == nil {
 		if err := os.Symlink("../usr/lib/os-release", filepath.Join(etc, "os-release")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plainEtc is osbuild's /etc: an empty directory, with the build tree's
+// mke2fs.conf (an old mke2fs fails without it), container and SELinux
+// configuration bound read-only where they exist. A foreign runner does
+// the rest of the setup itself.
+func (r *rootfs) plainEtc() error {
+	if err := os.Mkdir(filepath.Join(r.cfg.NewRoot, "etc"), 0o755); err != nil {
+		return err
+	}
+	bt, err := unix.Open(r.cfg.BuildTree, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open build tree %s: %w", r.cfg.BuildTree, err)
+	}
+	defer unix.Close(bt)
+	for _, p := range []string{"etc/mke2fs.conf", "etc/containers", "etc/selinux"} {
+		// Through an fd opened without following symlinks: the build
+		// tree is a manifest's work, and its /etc/containers -> /root
+		// must not bind the host's /root.
+		fd, err := unix.Openat2(bt, p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH})
+		if err != nil {
+			continue
+		}
+		err = r.bind(fdPath(fd), p, true)
+		unix.Close(fd)
+		if err != nil {
 			return err
 		}
 	}

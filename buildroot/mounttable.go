@@ -34,6 +34,7 @@ type mounts struct {
 	sys       mountSpec
 	sysBind   mountSpec // where a fresh sysfs is refused
 	binds     []mountSpec
+	fs        []mountSpec // Config.Mounts, after the binds
 }
 
 // usrDirs are bound from the build tree when they are directories, and
@@ -73,6 +74,15 @@ func mountsFor(cfg *initConfig) mounts {
 			flags |= unix.MS_RDONLY
 		}
 		m.binds = append(m.binds, mountSpec{source: b.Source, target: strings.TrimPrefix(b.Target, "/"), flags: flags})
+	}
+	for _, f := range cfg.Mounts {
+		// Devices are not nodes a stage could swap: they are in our /dev,
+		// reached before the pivot through the new root's path.
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+		if f.ReadOnly {
+			flags |= unix.MS_RDONLY
+		}
+		m.fs = append(m.fs, mountSpec{source: filepath.Join(cfg.NewRoot, f.Source), target: strings.TrimPrefix(f.Target, "/"), fstype: f.FSType, flags: flags, data: f.Data})
 	}
 	return m
 }

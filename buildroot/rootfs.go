@@ -43,6 +43,9 @@ func (r *rootfs) phases() []phase {
 			// build tree's ld.so.conf) are still reachable.
 			phase{"etc", r.writeEtc},
 		)
+		if r.cfg.Plain {
+			ps[len(ps)-1] = phase{"etc", r.plainEtc}
+		}
 	}
 	ps = append(ps,
 		phase{"scratch", r.mountScratch},
@@ -51,11 +54,13 @@ func (r *rootfs) phases() []phase {
 		phase{"sys", r.mountSys},
 		// Caller binds come after /run's tmpfs, which they live in.
 		phase{"binds", r.bindCaller},
+		// Filesystems on the devices, which may be under a bind's target.
+		phase{"mounts", func() error { return r.mountAll(r.mounts.fs) }},
 		phase{"pivot", r.pivot},
 		phase{"network", r.network},
 		phase{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
 	)
-	if !r.cfg.Chroot {
+	if !r.cfg.Chroot && !r.cfg.Plain {
 		// The runner's steps run build-tree tools inside the new root.
 		ps = append(ps, phase{"runner", r.runner})
 	}
@@ -273,6 +278,17 @@ func (r *rootfs) makeDev() error {
 	for _, d := range devices {
 		p := filepath.Join(dev, d.name)
 		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("mknod %s: %w", p, err)
+		}
+	}
+	for _, d := range r.cfg.Devices {
+		p := filepath.Join(dev, d.Name)
+		mode := uint32(unix.S_IFCHR)
+		if d.Block {
+			mode = unix.S_IFBLK
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := unix.Mknod(p, mode|0o660, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
 			return fmt.Errorf("mknod %s: %w", p, err)
 		}
 	}
