@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,11 @@ import (
 type ImportOptions struct {
 	// Refs are pointed at the imported tree, in the same durable commit.
 	Refs []string
+	// SubRefs point refs (the keys) at directories inside the tree (the
+	// values: relative slash paths, "a/b"), in the same commit: one
+	// import, one pack and one commit store many trees that each have a
+	// ref of their own.
+	SubRefs map[string]string
 	// Workers read and hash file content in parallel. Default GOMAXPROCS.
 	Workers int
 	// Progress, if set, is called about twice a second while the import
@@ -109,6 +115,9 @@ type importer struct {
 	start                  time.Time
 
 	nextLink map[digest.Hash]uint32
+	// want are the directories whose hashes SubRefs need, filled in by
+	// build.
+	want map[*scanned]*digest.Hash
 }
 
 func (e *scanned) path() string {
@@ -134,6 +143,14 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 	for _, r := range opts.Refs {
 		if err := ValidRefName(r); err != nil {
 			return ImportResult{}, err
+		}
+	}
+	for r, p := range opts.SubRefs {
+		if err := ValidRefName(r); err != nil {
+			return ImportResult{}, err
+		}
+		if _, err := splitRelPath(p); err != nil {
+			return ImportResult{}, fmt.Errorf("import %s: ref %q: %w", root, r, err)
 		}
 	}
 	if opts.Workers <= 0 {
@@ -198,11 +215,27 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 		return ImportResult{}, err
 	}
 
+	subs, err := im.subRefs(top, opts.SubRefs)
+	if err != nil {
+		return ImportResult{}, err
+	}
 	tree, _, err := im.build(top)
 	if err != nil {
 		return ImportResult{}, err
 	}
-	if err := w.Commit(tree, opts.Refs...); err != nil {
+	refs := make([]refChange, 0, len(opts.Refs)+len(subs))
+	for _, r := range opts.Refs {
+		refs = append(refs, refChange{Name: r, Tree: tree})
+	}
+	names := make([]string, 0, len(subs))
+	for r := range subs {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	for _, r := range names {
+		refs = append(refs, refChange{Name: r, Tree: *subs[r]})
+	}
+	if err := w.commit([]digest.Hash{tree}, refs); err != nil {
 		return ImportResult{}, fmt.Errorf("import %s: %w", root, err)
 	}
 	res := ImportResult{Tree: tree, Entries: im.entries.Load(), Bytes: im.bytes.Load(), ReusedBytes: im.reused.Load(), Stats: w.Stats(), Elapsed: time.Since(start)}
@@ -210,6 +243,47 @@ func (s *Store) Import(ctx context.Context, root string, opts ImportOptions) (Im
 		opts.Progress(Progress{Entries: res.Entries, Bytes: res.Bytes, NewBytes: res.Stats.NewBytes})
 	}
 	return res, nil
+}
+
+// subRefs finds the directories that SubRefs name in the scanned tree and
+// asks build to record their hashes.
+func (im *importer) subRefs(top *scanned, subRefs map[string]string) (map[string]*digest.Hash, error) {
+	out := make(map[string]*digest.Hash, len(subRefs))
+	for r, p := range subRefs {
+		parts, _ := splitRelPath(p)
+		e := top
+		for _, name := range parts {
+			i := sort.Search(len(e.children), func(i int) bool { return e.children[i].name >= name })
+			if i == len(e.children) || e.children[i].name != name {
+				return nil, fmt.Errorf("import %s: ref %q: no %s in the tree: %w", im.root, r, QuotePath(p), ErrNotFound)
+			}
+			e = e.children[i]
+		}
+		if e.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return nil, fmt.Errorf("import %s: ref %q: %s is not a directory: %w", im.root, r, QuotePath(p), ErrInvalidArgument)
+		}
+		if im.want == nil {
+			im.want = map[*scanned]*digest.Hash{}
+		}
+		h := im.want[e]
+		if h == nil {
+			h = new(digest.Hash)
+			im.want[e] = h
+		}
+		out[r] = h
+	}
+	return out, nil
+}
+
+// splitRelPath splits a relative slash path of plain names.
+func splitRelPath(p string) ([]string, error) {
+	parts := strings.Split(p, "/")
+	for _, name := range parts {
+		if !node.ValidName(name) {
+			return nil, fmt.Errorf("%w: path %s: want a relative path of names, without empty, \".\" or \"..\" parts", ErrInvalidArgument, QuotePath(p))
+		}
+	}
+	return parts, nil
 }
 
 // reportProgress calls fn with sample() about twice a second until stop is
@@ -476,6 +550,9 @@ func (im *importer) build(e *scanned) (digest.Hash, uint32, error) {
 	h, err := im.w.PutNode(n)
 	if err != nil {
 		return h, 0, fmt.Errorf("import %s: %w", im.where(e), err)
+	}
+	if p := im.want[e]; p != nil {
+		*p = h
 	}
 	return h, 0, nil
 }

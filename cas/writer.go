@@ -222,8 +222,19 @@ func (w *Writer) putStat(key []byte, e statEntry) error {
 // Commit makes everything put so far durable and points each of refs at
 // tree. The Writer stays usable for more puts and commits.
 func (w *Writer) Commit(tree digest.Hash, refs ...string) error {
-	for _, r := range refs {
-		if err := ValidRefName(r); err != nil {
+	changes := make([]refChange, len(refs))
+	for i, r := range refs {
+		changes[i] = refChange{Name: r, Tree: tree}
+	}
+	return w.commit([]digest.Hash{tree}, changes)
+}
+
+// commit checks that every tree is held or stored, makes everything put
+// so far durable, and then sets the refs, each to its own tree (Import's
+// SubRefs point refs at trees inside the one it commits).
+func (w *Writer) commit(trees []digest.Hash, changes []refChange) error {
+	for _, r := range changes {
+		if err := ValidRefName(r.Name); err != nil {
 			return err
 		}
 	}
@@ -232,7 +243,10 @@ func (w *Writer) Commit(tree digest.Hash, refs ...string) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if !w.isHeld(tree) {
+	for _, tree := range trees {
+		if w.isHeld(tree) {
+			continue
+		}
 		ok, err := w.storedOrHold(hashKey(prefixNode, tree), tree)
 		if err != nil {
 			return w.fail(err)
@@ -252,12 +266,8 @@ func (w *Writer) Commit(tree digest.Hash, refs ...string) error {
 	if err := w.flushHeld(pebble.Sync); err != nil {
 		return err
 	}
-	if len(refs) == 0 {
+	if len(changes) == 0 {
 		return nil
-	}
-	changes := make([]refChange, len(refs))
-	for i, r := range refs {
-		changes[i] = refChange{Name: r, Tree: tree}
 	}
 	if err := w.s.setRefs(changes); err != nil {
 		return w.fail(err)

@@ -156,7 +156,17 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 	}
 	var h digest.Hash
 	release := func() {}
-	if req.Tree != "" || !req.Writable {
+	switch {
+	case req.Compose != nil:
+		if req.Tree != "" || req.Writable {
+			return nil, fmt.Errorf("%w: a composed mount takes no tree and is read-only", cas.ErrInvalidArgument)
+		}
+		// Compose pins the new tree: GC cannot free it before the
+		// mount holds it, nor while it does.
+		if h, release, err = d.store.Compose(ctx, composeEntries(req.Compose)); err != nil {
+			return nil, err
+		}
+	case req.Tree != "" || !req.Writable:
 		if h, release, err = d.resolvePinned(req.Tree); err != nil {
 			return nil, err
 		}
@@ -193,6 +203,9 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 	}
 	e.release = release
 	info := client.MountInfo{Mountpoint: client.Path(mp), Writable: req.Writable, Kind: e.info.Kind, Created: time.Now().UTC()}
+	if req.Compose != nil {
+		info.Tree = h.String() // no name: the tree has no ref
+	}
 	if req.Tree != "" {
 		info.Tree = h.String()
 		if _, perr := digest.Parse(req.Tree); perr != nil {
@@ -203,8 +216,21 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 	d.mounts[mp] = e
 	d.saveMounts()
 	go d.watch(e)
-	d.cfg.Logf("mounted %s at %s (writable: %v)", h.Short(), mp, req.Writable)
+	if req.Compose != nil {
+		d.cfg.Logf("mounted %s, composed of %d entries, at %s", h.Short(), len(req.Compose), mp)
+	} else {
+		d.cfg.Logf("mounted %s at %s (writable: %v)", h.Short(), mp, req.Writable)
+	}
 	return info, nil
+}
+
+// composeEntries converts the wire's entries to the store's.
+func composeEntries(in []client.ComposeEntry) []cas.ComposeEntry {
+	out := make([]cas.ComposeEntry, len(in))
+	for i, e := range in {
+		out[i] = cas.ComposeEntry{Name: string(e.Name), Tree: e.Tree, Path: string(e.Path)}
+	}
+	return out
 }
 
 // CheckMountpoint refuses mountpoint when a mount there would hide files

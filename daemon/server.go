@@ -367,7 +367,11 @@ func (d *Daemon) importTree(ctx context.Context, body []byte, emit func(client.E
 	if err := absPath("path", string(req.Path)); err != nil {
 		return nil, err
 	}
-	res, err := d.store.Import(ctx, string(req.Path), cas.ImportOptions{Refs: req.Refs, Progress: progressEmitter(emit)})
+	subRefs := make(map[string]string, len(req.SubRefs))
+	for r, p := range req.SubRefs {
+		subRefs[r] = string(p)
+	}
+	res, err := d.store.Import(ctx, string(req.Path), cas.ImportOptions{Refs: req.Refs, SubRefs: subRefs, Progress: progressEmitter(emit)})
 	if err != nil {
 		return nil, err
 	}

@@ -121,10 +121,13 @@ type PingResult struct {
 	Since time.Time `json:"since"`
 }
 
-// ImportRequest asks to store the tree at Path (absolute).
+// ImportRequest asks to store the tree at Path (absolute), with Refs
+// pointed at it and SubRefs (ref → relative slash path) at directories
+// inside it, in one commit (cas.ImportOptions).
 type ImportRequest struct {
-	Path Path     `json:"path"`
-	Refs []string `json:"refs,omitempty"`
+	Path    Path            `json:"path"`
+	Refs    []string        `json:"refs,omitempty"`
+	SubRefs map[string]Path `json:"sub_refs,omitempty"`
 }
 
 // Progress is cas.Progress on the wire: work done so far by an import or
@@ -241,11 +244,45 @@ type FsckResult struct {
 // suid and dev, as a buildroot's trees need (sudo, device nodes that
 // debootstrap makes): such a mount belongs where only root can go.
 // Mountpoint must be outside the store (CheckMountpoint).
+//
+// With Compose (and neither Tree nor Writable), the daemon mounts,
+// read-only, a new tree made of the entries (cas.Store.Compose): nodes of
+// stored trees under new names, no content copied. The tree has no ref;
+// the mount holds it, and GC frees it once unmounted. A missing tree or
+// path is a not-found error, a bad, repeated or clashing name an invalid
+// argument; both name the entry.
 type MountRequest struct {
-	Tree       string `json:"tree,omitempty"`
-	Mountpoint Path   `json:"mountpoint"`
-	Writable   bool   `json:"writable,omitempty"`
-	BuildRoot  bool   `json:"build_root,omitempty"`
+	Tree       string         `json:"tree,omitempty"`
+	Mountpoint Path           `json:"mountpoint"`
+	Writable   bool           `json:"writable,omitempty"`
+	BuildRoot  bool           `json:"build_root,omitempty"`
+	Compose    []ComposeEntry `json:"compose,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler: as the struct, but an empty
+// (non-nil) Compose, an empty composed tree, goes on the wire as [], which
+// omitempty would drop. A request without Compose carries no "compose" key,
+// so that a daemon that predates it still takes it.
+func (r MountRequest) MarshalJSON() ([]byte, error) {
+	type plain MountRequest
+	if r.Compose == nil || len(r.Compose) > 0 {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		Compose []ComposeEntry `json:"compose"`
+	}{plain(r), r.Compose})
+}
+
+// ComposeEntry is one name of a composed mount: the node at Path in the
+// stored tree Tree (a ref or hash; Path "" or "/" for its root), at Name, a
+// relative slash path in the new tree (directories above it that no entry
+// names are made 0755, root:root). Name and Path are Paths: bytes, not
+// only UTF-8.
+type ComposeEntry struct {
+	Name Path   `json:"name"`
+	Tree string `json:"tree"`
+	Path Path   `json:"path,omitempty"`
 }
 
 // CommitRequest stores what a writable mount holds now.

@@ -75,3 +75,33 @@ func TestErrorKindsSurviveTheWire(t *testing.T) {
 		})
 	}
 }
+
+// A composed mount of no entries (an empty tree) keeps its empty list on
+// the wire; a mount without Compose has no "compose" key at all.
+func TestMountRequestCompose(t *testing.T) {
+	tests := []struct {
+		req  MountRequest
+		wire string
+	}{
+		{MountRequest{Tree: "t", Mountpoint: "/m"}, `{"tree":"t","mountpoint":"/m"}`},
+		{MountRequest{Mountpoint: "/m", Compose: []ComposeEntry{}}, `{"mountpoint":"/m","compose":[]}`},
+		{MountRequest{Mountpoint: "/m", Compose: []ComposeEntry{{Name: "a/b", Tree: "r"}, {Name: "c", Tree: "r", Path: "/x"}}},
+			`{"mountpoint":"/m","compose":[{"name":"a/b","tree":"r"},{"name":"c","tree":"r","path":"/x"}]}`},
+	}
+	for _, tt := range tests {
+		b, err := json.Marshal(tt.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != tt.wire {
+			t.Errorf("wire form %s, want %s", b, tt.wire)
+		}
+		var back MountRequest
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if (back.Compose == nil) != (tt.req.Compose == nil) || len(back.Compose) != len(tt.req.Compose) {
+			t.Errorf("%s decoded with compose %#v, want %#v", b, back.Compose, tt.req.Compose)
+		}
+	}
+}
