@@ -28,7 +28,8 @@ build:
 	$(GO) build -o bin/forge ./cmd/forge
 	$(GO) build -o bin/loopd ./cmd/loopd
 	@# The libdir: one static binary (stages run in any build root),
-	@# hard-linked as osbuild-run, stages/NAME and assemblers/NAME.
+	@# hard-linked as osbuild-run, runners/NAME, stages/NAME and
+	@# assemblers/NAME, with each stage's NAME.meta.json beside it.
 	rm -rf bin/libexec/forge
 	CGO_ENABLED=0 $(GO) build -o bin/libexec/forge/forge-stages ./cmd/forge-stages
 	bin/libexec/forge/forge-stages link bin/libexec/forge

@@ -16,6 +16,7 @@ import (
 
 	"github.com/forge-build/forge/builder/manifest"
 	"github.com/forge-build/forge/builder/runs"
+	"github.com/forge-build/forge/builder/sources"
 	"github.com/forge-build/forge/buildroot"
 	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/loopd"
@@ -40,6 +41,9 @@ type Options struct {
 	// Live receives the running stage's output as it comes (a terminal);
 	// nil keeps it only for the failure report and the log events.
 	Live io.Writer
+	// Exports are the format-2 pipelines to build and export (to
+	// OutputDir/NAME); none means every pipeline, the last exported.
+	Exports []string
 }
 
 // Result is what a build produced, as osbuild's --json reports it.
@@ -49,9 +53,12 @@ type Result struct {
 	// OutputID is the assembler's ID ("" without an assembler).
 	OutputID string `json:"output_id"`
 	// Tree and Output are the store's hashes of those trees.
-	Tree    string `json:"tree,omitempty"`
-	Output  string `json:"output,omitempty"`
-	Success bool   `json:"success"`
+	Tree   string `json:"tree,omitempty"`
+	Output string `json:"output,omitempty"`
+	// Pipelines are a format-2 build's pipelines whose trees are stored:
+	// name → tree ID.
+	Pipelines map[string]string `json:"pipelines,omitempty"`
+	Success   bool              `json:"success"`
 	// Error describes the failure when Success is false.
 	Error *Failure `json:"error,omitempty"`
 }
@@ -104,7 +111,12 @@ func Build(ctx context.Context, c *client.Client, m *manifest.Manifest, opts Opt
 	if m.Pipeline.Assembler != nil {
 		res.OutputID = m.Pipeline.Assembler.ID
 	}
-	err := b.build(ctx, m.Pipeline, res)
+	var err error
+	if m.Version == manifest.Version2 {
+		err = b.buildV2(ctx, m, res)
+	} else {
+		err = b.build(ctx, m.Pipeline, res)
+	}
 	res.Success = err == nil
 	if err != nil {
 		res.Error = &Failure{Message: err.Error()}
@@ -129,6 +141,9 @@ type build struct {
 
 	loopSock string
 	loopStop func()
+
+	sources *sources.Sources            // format 2's, parsed
+	v2done  map[*manifest.Pipeline]bool // format-2 pipelines seen
 }
 
 func (b *build) emit(ev Event) {
@@ -422,12 +437,16 @@ func (b *build) runStage(ctx context.Context, st *manifest.Stage, sr stageRun) e
 	}
 	code, err := buildroot.Run(ctx, buildroot.Config{
 		BuildTree: sr.buildTree,
-		Binds:     binds,
-		Args:      []string{buildroot.LibDir + "/osbuild-run", buildroot.LibDir + "/" + kind + "/" + st.Name},
-		Stdin:     bytes.NewReader(stdin),
-		Stdout:    out,
-		Stderr:    out,
-		StateDir:  r.Dir,
+		// A foreign libdir's osbuild-run sets its buildroot up itself
+		// (the seed's makes /etc/ssl/certs links and fails if they
+		// exist): give it osbuild's plain buildroot.
+		Plain:    !IsOwnLibdir(b.opts.Libdir),
+		Binds:    binds,
+		Args:     []string{buildroot.LibDir + "/osbuild-run", buildroot.LibDir + "/" + kind + "/" + st.Name},
+		Stdin:    bytes.NewReader(stdin),
+		Stdout:   out,
+		Stderr:   out,
+		StateDir: r.Dir,
 	})
 	out.flush()
 	switch {

@@ -16,6 +16,7 @@ const (
 	EventStageFinished EventType = "stage.finished" // exited 0 and committed
 	EventStageFailed   EventType = "stage.failed"   // exited non-zero or could not run
 	EventLog           EventType = "log"            // a line the running stage wrote
+	EventMetadata      EventType = "stage.metadata" // what a stage wrote to /run/osbuild/meta
 	EventResult        EventType = "result"         // the build's end
 )
 
@@ -33,6 +34,8 @@ type Event struct {
 	Line      string  `json:"line,omitempty"`
 	Error     string  `json:"error,omitempty"`
 	Result    *Result `json:"result,omitempty"`
+	// Metadata is the JSON a format-2 stage wrote to /run/osbuild/meta.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // JSONSeq returns an event sink writing RFC 7464 JSON text sequences to w:

@@ -20,8 +20,13 @@ func FindLibdir(flag string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if fi, err := os.Stat(filepath.Join(abs, "osbuild-run")); err != nil || fi.IsDir() {
-			return "", fmt.Errorf("libdir %s (%s) has no osbuild-run", abs, from)
+		// osbuild-run: forge's libdir and osbuild's of format 1's days;
+		// runners/: osbuild's of today.
+		fi, err := os.Stat(filepath.Join(abs, "osbuild-run"))
+		if err != nil || fi.IsDir() {
+			if fi, err := os.Stat(filepath.Join(abs, "runners")); err != nil || !fi.IsDir() {
+				return "", fmt.Errorf("libdir %s (%s) has neither osbuild-run nor runners/", abs, from)
+			}
 		}
 		return abs, nil
 	}

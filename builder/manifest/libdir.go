@@ -17,17 +17,21 @@ func (m *Manifest) CheckLibdir(libdir string) error {
 	var pr problems
 	for _, p := range m.Pipelines() {
 		for _, s := range p.Stages {
-			pr.checkModule(libdir, "stages", "stage", s)
+			key := "name"
+			if m.Version == Version2 {
+				key = "type"
+			}
+			pr.checkModule(libdir, "stages", "stage", s, key)
 		}
 		if p.Assembler != nil {
-			pr.checkModule(libdir, "assemblers", "assembler", p.Assembler)
+			pr.checkModule(libdir, "assemblers", "assembler", p.Assembler, "name")
 		}
 	}
 	return pr.err()
 }
 
-func (pr *problems) checkModule(libdir, dir, what string, s *Stage) {
-	path := join(s.Path, "name")
+func (pr *problems) checkModule(libdir, dir, what string, s *Stage, key string) {
+	path := join(s.Path, key)
 	file := filepath.Join(libdir, dir, s.Name)
 	fi, err := os.Stat(file)
 	switch {

@@ -21,20 +21,29 @@ func buildCommands() []*command {
 	return []*command{{
 		name: "build",
 		summary: "Build an osbuild manifest (- reads stdin), every stage cached; output to --output-directory.\n" +
-			"Format 1 manifests as osbuild takes them. Each pipeline's stages run in buildroots on\n" +
+			"Formats 1 and 2 as osbuild takes them. Each pipeline's stages run in buildroots on\n" +
 			"copy-on-write mounts of the store, and every stage's tree is stored under its osbuild ID, so a\n" +
-			"rebuild starts from the longest stored prefix; then the assembler. Progress goes to stderr.\n" +
+			"rebuild starts from the longest stored prefix. Format 1: then the assembler, whose output goes\n" +
+			"to --output-directory. Format 2: the pipelines named by --export are built (with what they\n" +
+			"need) and DIR/NAME holds each one's tree; with no --export every pipeline is built and the\n" +
+			"last exported. Sources (org.osbuild.curl, .inline) are fetched into the store, verified, once\n" +
+			"per store. --checkpoint is accepted for osbuild's callers: every stage is stored anyway.\n" +
+			"Progress goes to stderr.\n" +
 			"Exit status: 0 built, 1 a stage failed (its output is shown), 2 a bad manifest (one past\n" +
 			"--max-manifest-size too) or flags, 130 interrupted.",
-		usage: "[--store DIR] [--libdir DIR] [--output-directory DIR] [--build-pipeline FILE]\n" +
+		usage: "[--store DIR] [--libdir DIR] [--output-directory DIR] [--export NAME]... [--checkpoint PATTERN]...\n" +
+			"       [--build-pipeline FILE]\n" +
 			"       [--json] [--monitor-fd N] [--loopd-socket PATH] [--max-manifest-size SIZE] MANIFEST|-",
 		example: "  forge build --store /var/cache/forge --output-directory ./output manifest.json\n" +
+			"  forge build --export image --output-directory ./output manifest-v2.json   # ./output/image/disk.img\n" +
 			"  forge build --json manifest.json | jq .output_id",
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
 			fs.String("libdir", "", "stages and assemblers from `DIR` (default: the one beside forge, else "+builder.DefaultLibdir+")")
 			fs.String("output-directory", "", "put the assembler's output in `DIR` (files of the same name are replaced)")
-			fs.String("build-pipeline", "", "JSON `FILE` with the build pipeline for a manifest that has none")
+			fs.String("build-pipeline", "", "JSON `FILE` with the build pipeline for a format-1 manifest that has none")
+			fs.StringArray("export", nil, "format 2: build pipeline `NAME` and export its tree to DIR/NAME (repeat for more)")
+			fs.StringArray("checkpoint", nil, "accepted as osbuild takes it (`PATTERN`); forge stores every stage anyway")
 			fs.Bool("json", false, "print {\"tree_id\", \"output_id\", \"success\"} (and \"error\") on stdout")
 			fs.Int("monitor-fd", -1, "write a JSON-seq (RFC 7464) event stream to file descriptor `N`")
 			fs.String("loopd-socket", "", "give assemblers loop devices from the loopd at `PATH` (default: serve them in-process)")
@@ -139,6 +148,19 @@ func runBuild(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return err
 	}
 	opts := builder.Options{Store: store, Libdir: libdir}
+	opts.Exports, _ = fs.GetStringArray("export")
+	if len(opts.Exports) > 0 && m.Version != manifest.Version2 {
+		return usagef("--export is for format-2 manifests; a format-1 build exports its assembler's output")
+	}
+	for _, name := range opts.Exports {
+		found := false
+		for _, p := range m.Pipelines() {
+			found = found || p.Name == name
+		}
+		if !found {
+			return usagef("--export %s: the manifest has no pipeline of that name", name)
+		}
+	}
 	if out, _ := fs.GetString("output-directory"); out != "" {
 		if opts.OutputDir, err = absArg(out); err != nil {
 			return err
@@ -211,6 +233,9 @@ func printResultJSON(w io.Writer, res *builder.Result) {
 	out := map[string]any{"tree_id": nullable(res.TreeID), "output_id": nullable(res.OutputID), "success": res.Success}
 	if res.Error != nil {
 		out["error"] = res.Error
+	}
+	if res.Pipelines != nil {
+		out["pipelines"] = res.Pipelines
 	}
 	b, _ := json.MarshalIndent(out, "", "  ")
 	fmt.Fprintf(w, "%s\n", b)
@@ -301,6 +326,12 @@ func (p *buildProgress) event(ev builder.Event) {
 		p.flushPartial()
 		p.running = nil
 		p.line(fmt.Sprintf("%s  FAILED after %s", stageLabel(ev), time.Since(p.started).Round(100*time.Millisecond)))
+	case builder.EventLog:
+		// Not a stage's output (that goes to Write): the builder's own
+		// lines, such as what fetching sources did.
+		if ev.Path == "" {
+			p.line(ev.Line)
+		}
 	}
 }
 

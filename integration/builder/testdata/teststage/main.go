@@ -1,5 +1,6 @@
 // Command teststage is a set of stages for the builder's tests, one
-// static binary run under several names (like forge-stages):
+// static binary run under several names (like forge-stages), in format 1
+// (arguments on stdin) and format 2 (/run/osbuild/api/arguments):
 //
 //	test.write {"path": P, "content": C}  writes C to TREE/P (dirs made);
 //	           {"path": P, "from": F}     or the build root's file F
@@ -30,8 +31,14 @@ type args struct {
 
 func main() {
 	var a args
-	if err := json.NewDecoder(os.Stdin).Decode(&a); err != nil {
-		fail(2, "stdin: %v", err)
+	// Format 2 (osbuild's stage API of today): the arguments file; format
+	// 1: stdin.
+	in := os.Stdin
+	if f, err := os.Open("/run/osbuild/api/arguments"); err == nil {
+		in = f
+	}
+	if err := json.NewDecoder(in).Decode(&a); err != nil {
+		fail(2, "arguments: %v", err)
 	}
 	var o struct {
 		Path, Content, From, Message, Marker, Filename string
