@@ -57,6 +57,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./loopd/ptable/
 	$(GO) test -run '^$$' -fuzz '^FuzzDumps$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./builder/pyjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseV2$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./builder/manifest/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/jsonschema/
+	$(GO) test -run '^$$' -fuzz '^FuzzRegex$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/jsonschema/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./builder/manifest/
 
 bench: build

@@ -38,6 +38,8 @@ type Manifest struct {
 	// metadata and sources are format 2's "metadata" and "sources" as
 	// loaded, for Describe.
 	metadata, sources *pyjson.Value
+	// raw is a format-2 manifest as parsed, for ValidateModules.
+	raw *pyjson.Value
 }
 
 // Pipeline is a build root, stages that make a tree, and an assembler.
@@ -107,6 +109,7 @@ type Stage struct {
 	SourceEpoch string
 
 	options *pyjson.Value // as Python's json.loads holds them, for ID
+	raw     *pyjson.Value // a format-2 stage as written, for ValidateModules
 }
 
 // TreeID is the ID of the pipeline's tree: its last stage's ID, or "" when

@@ -40,6 +40,7 @@ type Input struct {
 	Path       string
 
 	options *pyjson.Value
+	raw     *pyjson.Value // as written, for ValidateModules
 }
 
 // Reference is one thing an input takes.
@@ -71,6 +72,7 @@ type Device struct {
 	Path    string
 
 	options *pyjson.Value
+	raw     *pyjson.Value
 }
 
 // Mount is a filesystem a format-2 stage mounts under
@@ -91,6 +93,7 @@ type Mount struct {
 	Path      string
 
 	options   *pyjson.Value
+	raw       *pyjson.Value
 	target    *pyjson.Value // nil when absent: --inspect prints null
 	partition *pyjson.Value // nil when absent
 }
@@ -99,7 +102,7 @@ type Mount struct {
 // what osbuild's schema osbuild2.json and its loader (formats/v2.py)
 // check, and computes every ID as osbuild does.
 func (pr *problems) parseV2(root *pyjson.Value) *Manifest {
-	m := &Manifest{Version: Version2}
+	m := &Manifest{Version: Version2, raw: root}
 	pr.unknownKeys(root, "", "a format-2 manifest", "version", "pipelines", "sources", "metadata")
 	if v := root.Get("metadata"); v != nil {
 		pr.metadata(v)
@@ -352,7 +355,7 @@ func (l *loaderV2) stage(v *pyjson.Value, path string, p *Pipeline) *Stage {
 		pr.add(path, nil, "want a stage object {\"type\", \"options\"...}, got %s", v.Kind)
 		return nil
 	}
-	s := &Stage{Path: path, Options: json.RawMessage("{}"), options: noOptions}
+	s := &Stage{Path: path, Options: json.RawMessage("{}"), options: noOptions, raw: v}
 	pr.unknownKeys(v, path, "a stage", "type", "options", "inputs", "devices", "mounts")
 	switch t := v.Get("type"); {
 	case t == nil:
@@ -429,7 +432,7 @@ func (l *loaderV2) devices(v *pyjson.Value, path string) []*Device {
 			pr.add(dpath, nil, "want a device object {\"type\", \"options\"...}, got %s", f.Value.Kind)
 			continue
 		}
-		d := &Device{Name: f.Key, Path: dpath, Options: json.RawMessage("{}"), options: noOptions}
+		d := &Device{Name: f.Key, Path: dpath, Options: json.RawMessage("{}"), options: noOptions, raw: f.Value}
 		pr.unknownKeys(f.Value, dpath, "a device", "type", "parent", "options")
 		if t := pr.optionalString(f.Value, dpath, "type"); t != nil {
 			pr.checkName(join(dpath, "type"), t.Str)
@@ -504,7 +507,7 @@ func (l *loaderV2) input(name string, v *pyjson.Value, path string) *Input {
 		pr.add(path, nil, "want an input object {\"type\", \"origin\", \"references\"}, got %s", v.Kind)
 		return nil
 	}
-	in := &Input{Name: name, Path: path, Options: json.RawMessage("{}"), options: noOptions}
+	in := &Input{Name: name, Path: path, Options: json.RawMessage("{}"), options: noOptions, raw: v}
 	pr.unknownKeys(v, path, "an input", "type", "origin", "references", "options")
 	if t := pr.optionalString(v, path, "type"); t != nil {
 		pr.checkName(join(path, "type"), t.Str)
@@ -646,7 +649,7 @@ func (l *loaderV2) mount(v *pyjson.Value, path string, devices []*Device) *Mount
 		pr.add(path, nil, "want a mount object {\"name\", \"type\", \"source\", \"target\"...}, got %s", v.Kind)
 		return nil
 	}
-	mt := &Mount{Path: path, Options: json.RawMessage("{}"), options: noOptions}
+	mt := &Mount{Path: path, Options: json.RawMessage("{}"), options: noOptions, raw: v}
 	pr.unknownKeys(v, path, "a mount", "name", "type", "source", "target", "partition", "options")
 	if n := pr.optionalString(v, path, "name"); n != nil {
 		mt.Name = n.Str

@@ -65,7 +65,7 @@ func buildCommands() []*command {
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
 			fs.Bool("no-store", false, "do not look at the store: no \"cached\", and no daemon started")
-			fs.String("libdir", "", "the libdir whose runner for this host a format-2 build pipeline without \"runner\" shows (default: forge's)")
+			fs.String("libdir", "", "check format-2 stages, devices, inputs, mounts and sources against `DIR`'s NAME.meta.json schemas,\nand show DIR's runner for this host on a build pipeline without \"runner\" (default: no check, forge's runner)")
 			maxManifestSizeFlag(fs)
 		},
 		run: runInspect,
@@ -142,6 +142,9 @@ func runBuild(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	}
 	if err := m.CheckLibdir(libdir); err != nil {
 		return usagef("%v", err)
+	}
+	if err := m.ValidateModules(libdir); err != nil {
+		return usagef("manifest %s: %v", fs.Arg(0), err)
 	}
 	store, _ := fs.GetString("store")
 	if store, err = absArg(store); err != nil {
@@ -407,6 +410,11 @@ func runInspect(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	}
 	if m.Version == manifest.Version2 {
 		libdir, _ := fs.GetString("libdir")
+		if libdir != "" {
+			if err := m.ValidateModules(libdir); err != nil {
+				return usagef("manifest %s: %v", fs.Arg(0), err)
+			}
+		}
 		b, err := m.Describe(manifest.DescribeOptions{HostRunner: builder.HostRunner(libdir), Cached: cached})
 		if err != nil {
 			return err
