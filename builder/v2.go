@@ -547,6 +547,9 @@ func mountsV2(st *manifest.Stage, env *stageEnv) (map[string]any, error) {
 		if mt.Source == nil || mt.Target == "" {
 			return nil, fmt.Errorf("%s: a %s mount needs a source device and a target", mt.Path, mt.Type)
 		}
+		if !kernelHasFS(fstype) {
+			return nil, fmt.Errorf("%s: this kernel has no %s filesystem (not in /proc/filesystems; a module not loaded?)", mt.Path, fstype)
+		}
 		var o struct {
 			ReadOnly   bool    `json:"readonly"`
 			NoRecovery bool    `json:"norecovery"`
@@ -593,6 +596,21 @@ func mountsV2(st *manifest.Stage, env *stageEnv) (map[string]any, error) {
 		out[mt.Name] = map[string]any{"path": target}
 	}
 	return out, nil
+}
+
+// kernelHasFS reports whether the running kernel mounts fstype, as
+// /proc/filesystems lists it. Unknown (no /proc/filesystems): try anyway.
+func kernelHasFS(fstype string) bool {
+	b, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == fstype {
+			return true
+		}
+	}
+	return false
 }
 
 func writeJSON(name string, v any) error {

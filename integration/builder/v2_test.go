@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -178,3 +179,112 @@ func itestLoops() []string {
 	}
 	return loops
 }
+
+// A partitioned image as osbuild's manifests make one: a GPT from sfdisk,
+// a FAT ESP and an ext4 root on loop devices over their byte ranges of
+// disk.img, and one copy into both filesystems, the ESP mounted below the
+// root. A build pipeline names a runner forge's libdir has never heard of:
+// its generic runner answers it.
+func TestV2PartitionedImage(t *testing.T) {
+	for _, tool := range []string{"debugfs", "mkfs.fat", "mdir", "sfdisk"} {
+		if _, err := exec.LookPath(tool); err != nil && tool != "mdir" {
+			t.Fatalf("%s is needed", tool)
+		}
+	}
+	part := func(start, size int) obj {
+		return obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img", "start": start, "size": size, "lock": true}}
+	}
+	const (
+		espStart, espSize   = 2048, 65536
+		rootStart, rootSize = 67584, 63455
+	)
+	m := obj{"version": "2", "pipelines": []obj{
+		{"name": "build", "runner": "org.osbuild.fedora99", "stages": []obj{{"type": "test.mkusr"}}},
+		{"name": "tree", "build": "name:build", "stages": []obj{
+			{"type": "test.write", "options": obj{"path": "etc/os-name", "content": "forge\n"}},
+			{"type": "test.write", "options": obj{"path": "boot/efi/EFI/BOOT/test.txt", "content": "on the ESP\n"}},
+		}},
+		// The host is the image's build root: it has sfdisk and mkfs.
+		{"name": "image", "stages": []obj{
+			{"type": "org.osbuild.truncate", "options": obj{"filename": "disk.img", "size": "64M"}},
+			{"type": "org.osbuild.sfdisk", "options": obj{"label": "gpt", "uuid": "d209c89e-ea5e-4fbd-b161-b461cce297e0", "partitions": []obj{
+				{"start": espStart, "size": espSize, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "uuid": "68b2905b-df3e-4fb3-80fa-49d1e773aa33"},
+				{"start": rootStart, "size": rootSize, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "uuid": "6264d520-3fb9-423f-8ab8-7a0a8e3d3562"},
+			}}, "devices": obj{"device": obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img"}}}},
+			{"type": "org.osbuild.mkfs.fat", "options": obj{"volid": "7B7795E7", "label": "ESP", "fat-size": 16}, "devices": obj{"device": part(espStart, espSize)}},
+			{"type": "org.osbuild.mkfs.ext4", "options": obj{"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"}, "devices": obj{"device": part(rootStart, rootSize)}},
+			{"type": "org.osbuild.copy",
+				"inputs":  obj{"root-tree": obj{"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": []string{"name:tree"}}},
+				"devices": obj{"esp": part(espStart, espSize), "root": part(rootStart, rootSize)},
+				"mounts": []obj{
+					{"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
+					{"name": "esp", "type": "org.osbuild.fat", "source": "esp", "target": "/boot/efi", "options": obj{"umask": "0077", "shortname": "winnt"}},
+				},
+				"options": obj{"paths": []obj{{"from": "input://root-tree/", "to": "mount://root/"}}}},
+		}},
+	}}
+	store := storeDir(t)
+	out := t.TempDir()
+	fs, _ := os.ReadFile("/proc/filesystems")
+	if !strings.Contains(string(fs), "\tvfat\n") {
+		// This kernel cannot mount FAT: the build says so, and the test
+		// goes on with the root filesystem alone.
+		r := build(t, store, m, "--export", "image", "--output-directory", out)
+		if r.code != 1 || !strings.Contains(r.stderr, "mounts[1]: this kernel has no vfat filesystem") {
+			t.Fatalf("a fat mount without vfat: exit %d\n%s", r.code, r.stderr)
+		}
+		t.Log("no vfat in this kernel: the ESP is made but not mounted")
+		copyStage := m["pipelines"].([]obj)[2]["stages"].([]obj)[4]
+		copyStage["mounts"] = copyStage["mounts"].([]obj)[:1]
+	}
+	mustBuild(t, store, m, "--export", "image", "--output-directory", out)
+	img := filepath.Join(out, "image", "disk.img")
+	table, err := exec.Command("sfdisk", "--dump", img).Output()
+	if err != nil || !strings.Contains(string(table), "label: gpt") || !strings.Contains(string(table), "start=       67584") {
+		t.Fatalf("sfdisk --dump %s: %v\n%s", img, err, table)
+	}
+	// The partitions, cut out, are the filesystems.
+	cut := func(name string, start, size int) string {
+		p := filepath.Join(t.TempDir(), name)
+		if b, err := exec.Command("dd", "if="+img, "of="+p, "bs=512", "skip="+itoa(start), "count="+itoa(size), "status=none").CombinedOutput(); err != nil {
+			t.Fatalf("dd: %v %s", err, b)
+		}
+		return p
+	}
+	root := cut("root.img", rootStart, rootSize)
+	if got := debugfsCat(t, root, "/etc/os-name"); got != "forge\n" {
+		t.Errorf("root filesystem's /etc/os-name: %q", got)
+	}
+	esp := cut("esp.img", espStart, espSize)
+	if b, err := exec.Command("fsck.fat", "-n", esp).CombinedOutput(); err != nil {
+		t.Errorf("fsck.fat -n of the ESP: %v\n%s", err, b)
+	}
+	if b, err := exec.Command("fatlabel", esp).Output(); err != nil || strings.TrimSpace(string(b)) != "ESP" {
+		t.Errorf("the ESP's label: %q, %v", b, err)
+	}
+	if !strings.Contains(string(fs), "\tvfat\n") {
+		return
+	}
+	// The ESP's file went to the FAT filesystem mounted at /boot/efi, not
+	// into the root filesystem's /boot/efi directory.
+	if out, _ := exec.Command("debugfs", "-R", "ls /boot/efi", root).Output(); strings.Contains(string(out), "EFI") {
+		t.Errorf("the ESP's files landed in the root filesystem: %s", out)
+	}
+	if _, err := exec.LookPath("mtype"); err == nil {
+		b, err := exec.Command("mtype", "-i", esp, "::/EFI/BOOT/test.txt").Output()
+		if err != nil || string(b) != "on the ESP\n" {
+			t.Errorf("the ESP's /EFI/BOOT/test.txt: %q, %v", b, err)
+		}
+	} else {
+		mnt := t.TempDir()
+		if b, err := exec.Command("mount", "-o", "loop,ro", esp, mnt).CombinedOutput(); err != nil {
+			t.Fatalf("mount the ESP: %v %s", err, b)
+		}
+		defer exec.Command("umount", mnt).Run()
+		if b, err := os.ReadFile(filepath.Join(mnt, "EFI/BOOT/test.txt")); err != nil || string(b) != "on the ESP\n" {
+			t.Errorf("the ESP's /EFI/BOOT/test.txt: %q, %v", b, err)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
