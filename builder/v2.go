@@ -73,7 +73,7 @@ func (b *build) buildV2(ctx context.Context, m *manifest.Manifest, res *Result) 
 	}
 	res.Pipelines = map[string]string{}
 	for _, p := range m.Pipelines() {
-		if id := p.TreeID(); id != "" && b.refs[id] != "" {
+		if id := p.TreeID(); id != "" && b.refs[p.TreeKey()] != "" {
 			res.Pipelines[p.Name] = id
 		}
 	}
@@ -85,11 +85,22 @@ func (b *build) buildV2(ctx context.Context, m *manifest.Manifest, res *Result) 
 		if p.TreeID() == "" {
 			continue // nothing to export: osbuild exports an empty tree
 		}
-		if err := b.exportTo(ctx, b.refs[p.TreeID()], filepath.Join(b.opts.OutputDir, name)); err != nil {
+		if err := b.exportTo(ctx, b.refs[p.TreeKey()], filepath.Join(b.opts.OutputDir, name)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// cachedPrefixByKey is cachedPrefix by the stages' cache keys (what
+// format-2 trees are stored under).
+func cachedPrefixByKey(stages []*manifest.Stage, cached func(key string) bool) int {
+	for i := len(stages) - 1; i >= 0; i-- {
+		if cached(stages[i].CacheKey) {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // cleanup ends what a build started: the loop device server, the run.
@@ -109,10 +120,10 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 		return nil
 	}
 	b.v2done[p] = true
-	done := cachedPrefix(p.Stages, b.cached)
+	done := cachedPrefixByKey(p.Stages, b.cached)
 	for _, st := range p.Stages[:done] {
-		if !b.told[st.ID] {
-			b.told[st.ID] = true
+		if !b.told[st.CacheKey] {
+			b.told[st.CacheKey] = true
 			b.emit(Event{Type: EventStageCached, Path: st.Path, Name: st.Name, ID: st.ID})
 		}
 	}
@@ -141,7 +152,7 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 	root, unmountRoot := "/", func() {}
 	if bp != nil {
 		var err error
-		root, unmountRoot, err = b.mount(ctx, "build", client.MountRequest{Tree: b.refs[bp.TreeID()], BuildRoot: true})
+		root, unmountRoot, err = b.mount(ctx, "build", client.MountRequest{Tree: b.refs[bp.TreeKey()], BuildRoot: true})
 		if err != nil {
 			return err
 		}
@@ -149,7 +160,7 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 	defer unmountRoot()
 	base := ""
 	if done > 0 {
-		base = b.refs[p.Stages[done-1].ID]
+		base = b.refs[p.Stages[done-1].CacheKey]
 	}
 	tree, unmountTree, err := b.mount(ctx, "tree", client.MountRequest{Tree: base, Writable: true})
 	if err != nil {
@@ -169,11 +180,11 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 		if err := b.runStageV2(ctx, st, root, tree, runner); err != nil {
 			return b.failed(ctx, st, false, err)
 		}
-		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.ID}})
+		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.CacheKey}})
 		if err != nil {
 			return b.failed(ctx, st, false, fmt.Errorf("commit the tree: %w", err))
 		}
-		b.refs[st.ID] = res.Tree
+		b.refs[st.CacheKey] = res.Tree
 		b.emit(Event{Type: EventStageFinished, Path: st.Path, Name: st.Name, ID: st.ID, Duration: time.Since(start).Seconds()})
 	}
 	return nil
@@ -343,7 +354,7 @@ func (b *build) inputsV2(ctx context.Context, st *manifest.Stage, env *stageEnv)
 			if in.Origin != manifest.OriginPipeline || len(in.References) != 1 {
 				return nil, fmt.Errorf("%s: org.osbuild.tree takes one pipeline", in.Path)
 			}
-			req = client.MountRequest{Tree: b.refs[in.References[0].ID]}
+			req = client.MountRequest{Tree: b.refs[in.References[0].Pipeline.TreeKey()]}
 		case "org.osbuild.files":
 			files := map[string]any{}
 			req.Compose = []client.ComposeEntry{}
@@ -371,7 +382,7 @@ func (b *build) inputsV2(ctx context.Context, st *manifest.Stage, env *stageEnv)
 				if opts.File == "" || rel == "" {
 					return nil, fmt.Errorf("%s: reference %s: want {\"file\": PATH} naming a file of the pipeline's tree", in.Path, r.ID)
 				}
-				req.Compose = append(req.Compose, client.ComposeEntry{Name: client.Path(rel), Tree: b.refs[r.ID], Path: client.Path("/" + rel)})
+				req.Compose = append(req.Compose, client.ComposeEntry{Name: client.Path(rel), Tree: b.refs[r.Pipeline.TreeKey()], Path: client.Path("/" + rel)})
 				files[rel] = meta
 			}
 			if len(want) > 0 {

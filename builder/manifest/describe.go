@@ -13,7 +13,8 @@ type DescribeOptions struct {
 	// the runner it detects for the host, like "org.osbuild.debian").
 	HostRunner string
 	// Cached, when set, adds "cached" (whether the store holds the
-	// stage's tree) to every stage, after osbuild's keys.
+	// stage's tree: Cached(stage.CacheKey)) to every stage, after
+	// osbuild's keys.
 	Cached func(id string) bool
 }
 
@@ -140,7 +141,7 @@ func describeStage(s *Stage, cached func(string) bool) *pyjson.Value {
 		d.set("inputs", ips.v)
 	}
 	if cached != nil {
-		d.set("cached", &pyjson.Value{Kind: pyjson.Bool, Bool: cached(s.ID)})
+		d.set("cached", &pyjson.Value{Kind: pyjson.Bool, Bool: cached(s.CacheKey)})
 	}
 	return d.v
 }

@@ -96,6 +96,9 @@ type Stage struct {
 	// ID is osbuild's ID of the tree the stage leaves (for the assembler:
 	// of its output).
 	ID string
+	// CacheKey is what forge stores the stage's tree under: ID, except
+	// where devices make trees that ID cannot tell apart (cachekey.go).
+	CacheKey string
 	// Path is the stage's JSON path, like "build.stages[2]" or
 	// "pipeline.assembler".
 	Path string

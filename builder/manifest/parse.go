@@ -67,6 +67,7 @@ func Parse(data []byte) (*Manifest, error) {
 	if m.Version == Version1 {
 		computeIDs(m.Pipeline)
 	}
+	computeCacheKeys(m.Pipelines())
 	return m, nil
 }
 
@@ -110,6 +111,7 @@ func (m *Manifest) SetDefaultBuild(data []byte) error {
 	}
 	p.Build = b
 	computeIDs(m.Pipeline)
+	computeCacheKeys(m.Pipelines())
 	return nil
 }
 

@@ -288,3 +288,44 @@ func TestV2PartitionedImage(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// Two mkfs stages that differ only in their device have one osbuild ID;
+// forge keys their trees apart, so the second build makes its own
+// filesystem instead of taking the first one's from the store.
+func TestV2DevicesKeyTheCache(t *testing.T) {
+	mk := func(sizeSectors int) obj {
+		dev := obj{"filename": "disk.img"}
+		if sizeSectors > 0 {
+			dev["size"] = sizeSectors
+		}
+		return obj{"version": "2", "pipelines": []obj{{"name": "image", "stages": []obj{
+			{"type": "org.osbuild.truncate", "options": obj{"filename": "disk.img", "size": "64M"}},
+			{"type": "org.osbuild.mkfs.ext4", "options": obj{"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75"},
+				"devices": obj{"device": obj{"type": "org.osbuild.loopback", "options": dev}}},
+		}}}}
+	}
+	blocks := func(img string) string {
+		out, err := exec.Command("dumpe2fs", "-h", img).Output()
+		if err != nil {
+			t.Fatalf("dumpe2fs %s: %v", img, err)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "Block count:") {
+				return strings.TrimSpace(strings.TrimPrefix(l, "Block count:"))
+			}
+		}
+		t.Fatalf("dumpe2fs %s: no block count", img)
+		return ""
+	}
+	store := storeDir(t)
+	out1, out2 := t.TempDir(), t.TempDir()
+	mustBuild(t, store, mk(0), "--output-directory", out1)
+	r := mustBuild(t, store, mk(65536), "--output-directory", out2)
+	if want := []string{"pipelines[0].stages[1]"}; !slices.Equal(r.ran(), want) {
+		t.Errorf("the mkfs on a 32 MiB device: ran %v, want %v", r.ran(), want)
+	}
+	b1, b2 := blocks(filepath.Join(out1, "image", "disk.img")), blocks(filepath.Join(out2, "image", "disk.img"))
+	if b1 == b2 {
+		t.Errorf("both images' filesystems have %s blocks: the second took the first's tree", b1)
+	}
+}
