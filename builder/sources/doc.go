@@ -22,6 +22,13 @@
 // (in parallel, with retries) or decodes the others, verifies each checksum
 // while it writes the file, and imports it through the store's daemon,
 // as many items in one import as are ready.
+//
+// A manifest is not trusted: forge runs as root. Fetch downloads http and
+// https URLs only (file URLs would read the host's files;
+// Options.AllowFileURLs is for manifests the caller trusts), bounds each
+// download's size and time and each inline item's decoded size
+// (Options.MaxItemSize, ItemTimeout, MaxInlineSize), and removes what a
+// fetch that was killed left on disk (Options.TempDir).
 // ComposeEntry gives, for an item, the entry of a composed mount
 // (client.MountRequest.Compose) that puts it where osbuild's
 // org.osbuild.files input puts it: at the top of the input's directory,

@@ -51,8 +51,8 @@ type transport struct {
 }
 
 // transportFor checks that an item can be downloaded at all (its URL, its
-// secrets) and says how.
-func transportFor(it *Item) (transport, error) {
+// secrets) and says how. File URLs are refused unless allowFile.
+func transportFor(it *Item, allowFile bool) (transport, error) {
 	u, err := parseURL(it.URL)
 	if err != nil {
 		return transport{}, err
@@ -60,11 +60,16 @@ func transportFor(it *Item) (transport, error) {
 	switch u.Scheme {
 	case "http", "https":
 	case "file":
+		if !allowFile {
+			return transport{}, errors.New("file URLs are not allowed: they read files of this host (forge downloads http and https URLs; Options.AllowFileURLs allows file URLs of a trusted manifest)")
+		}
 		if u.Host != "" && u.Host != "localhost" {
 			return transport{}, fmt.Errorf("file URL of host %q: only local files", u.Host)
 		}
+	case "":
+		return transport{}, errors.New("not an absolute URL: forge downloads http and https URLs")
 	default:
-		return transport{}, fmt.Errorf("URL scheme %q is not supported: forge downloads http, https and file URLs", u.Scheme)
+		return transport{}, fmt.Errorf("URL scheme %q is not supported: forge downloads http and https URLs", u.Scheme)
 	}
 	t := transport{insecure: it.Insecure}
 	switch it.Secrets {
@@ -138,7 +143,12 @@ func (t transport) client(parallel int) (*http.Client, error) {
 		MaxIdleConnsPerHost: parallel,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &http.Client{Transport: tr, CheckRedirect: func(_ *http.Request, via []*http.Request) error {
+	return &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		// Go's client would fail on another scheme too, but as a network
+		// error, tried again and again: the server will say the same.
+		if s := req.URL.Scheme; s != "http" && s != "https" {
+			return permanent(fmt.Errorf("redirected to %s: forge follows redirects to http and https URLs only", short(req.URL.Redacted())))
+		}
 		if len(via) >= maxRedirects {
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
 		}
@@ -159,6 +169,31 @@ func (e *StatusError) Error() string {
 	return "HTTP " + e.Status
 }
 
+// SizeError is an item larger than a limit of Options: a download's
+// (MaxItemSize) or an inline item's decoded data's (MaxInlineSize).
+type SizeError struct {
+	Limit  int64
+	Option string // "MaxItemSize" or "MaxInlineSize"
+	// Announced is the size a response's Content-Length (or a local
+	// file) gave before any data came; 0 when the data passed the limit
+	// as it came.
+	Announced int64
+}
+
+func (e *SizeError) Error() string {
+	limit := fmt.Sprintf("the limit of %s (Options.%s)", humanBytes(e.Limit), e.Option)
+	switch {
+	case e.Announced > 0:
+		return fmt.Sprintf("announces %d bytes (%s), over %s", e.Announced, humanBytes(e.Announced), limit)
+	case e.Option == "MaxInlineSize":
+		return "decodes to more than " + limit
+	}
+	return "sends more than " + limit
+}
+
+// errTooLarge is what copy stops with when the data passes its limit.
+var errTooLarge = errors.New("too large")
+
 // permanentError is a failure that trying again would not mend: a local
 // file, a bad request.
 type permanentError struct{ err error }
@@ -178,6 +213,13 @@ func (e slowError) Error() string {
 	return fmt.Sprintf("transfer slower than %d bytes/s for %s", e.limit, e.window)
 }
 
+// timeoutError is a try that took longer than Options.ItemTimeout.
+type timeoutError struct{ d time.Duration }
+
+func (e timeoutError) Error() string {
+	return fmt.Sprintf("not done after %s (Options.ItemTimeout)", e.d)
+}
+
 // download fetches a curl item into path, trying again after a failure
 // (not after a checksum mismatch: the server gave what it has). It returns
 // the size and how many tries it took.
@@ -186,7 +228,7 @@ func (f *fetcher) download(ctx context.Context, it *Item, path string) (int64, i
 	if err != nil {
 		return 0, 0, err
 	}
-	tr, _ := transportFor(it)
+	tr, _ := transportFor(it, f.opts.AllowFileURLs)
 	c := f.clients[tr]
 	wait := f.opts.Backoff
 	for try := 1; ; try++ {
@@ -214,9 +256,20 @@ func (f *fetcher) download(ctx context.Context, it *Item, path string) (int64, i
 	}
 }
 
-// try downloads once into path (truncated first) and verifies the
-// checksum. It returns the bytes it received.
+// try downloads once into path (truncated first), within the size limit
+// and the time limit, and verifies the checksum. It returns the bytes it
+// received.
 func (f *fetcher) try(ctx context.Context, c *http.Client, u *url.URL, it *Item, path string) (int64, error) {
+	// The overall time limit, under which the low-speed watch may cancel
+	// sooner: the cause of rctx says which ended the try.
+	tctx, tcancel := context.WithTimeoutCause(ctx, f.opts.ItemTimeout, timeoutError{f.opts.ItemTimeout})
+	defer tcancel()
+	rctx, cancel := context.WithCancelCause(tctx)
+	defer cancel(nil)
+	limit := f.opts.MaxItemSize
+	tooLarge := func(announced int64) error {
+		return permanent(&SizeError{Limit: limit, Option: "MaxItemSize", Announced: announced})
+	}
 	var body io.Reader
 	if u.Scheme == "file" {
 		in, err := os.Open(u.Path)
@@ -224,10 +277,11 @@ func (f *fetcher) try(ctx context.Context, c *http.Client, u *url.URL, it *Item,
 			return 0, permanent(err)
 		}
 		defer in.Close()
-		body = in
+		if fi, err := in.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
+			return 0, tooLarge(fi.Size())
+		}
+		body = &ctxReader{r: in, ctx: rctx}
 	} else {
-		rctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
 		req, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
 		if err != nil {
 			return 0, permanent(err)
@@ -249,6 +303,9 @@ func (f *fetcher) try(ctx context.Context, c *http.Client, u *url.URL, it *Item,
 			}
 			return 0, e
 		}
+		if resp.ContentLength > limit {
+			return 0, tooLarge(resp.ContentLength)
+		}
 		body = &countingReader{r: resp.Body, n: &got, rctx: rctx}
 	}
 	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -256,9 +313,12 @@ func (f *fetcher) try(ctx context.Context, c *http.Client, u *url.URL, it *Item,
 		return 0, permanent(err)
 	}
 	h := newHash(it.Checksum)
-	n, err := f.copy(out, h, body)
+	n, err := f.copy(out, h, body, limit)
 	if cerr := out.Close(); err == nil && cerr != nil {
 		err = permanent(cerr)
+	}
+	if errors.Is(err, errTooLarge) {
+		return n, tooLarge(0)
 	}
 	if err != nil {
 		return n, err
@@ -269,14 +329,18 @@ func (f *fetcher) try(ctx context.Context, c *http.Client, u *url.URL, it *Item,
 	return n, nil
 }
 
-// copy writes what r gives to out and to h, counting it as progress.
-// Failing to write is permanent.
-func (f *fetcher) copy(out io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+// copy writes what r gives to out and to h, counting it as progress. It
+// stops with errTooLarge before it writes past limit bytes. Failing to
+// write is permanent.
+func (f *fetcher) copy(out io.Writer, h hash.Hash, r io.Reader, limit int64) (int64, error) {
 	buf := make([]byte, 256<<10)
 	var n int64
 	for {
 		k, rerr := r.Read(buf)
 		if k > 0 {
+			if int64(k) > limit-n {
+				return n, errTooLarge
+			}
 			h.Write(buf[:k])
 			if _, err := out.Write(buf[:k]); err != nil {
 				return n, permanent(err)
@@ -292,6 +356,19 @@ func (f *fetcher) copy(out io.Writer, h hash.Hash, r io.Reader) (int64, error) {
 			return n, rerr
 		}
 	}
+}
+
+// ctxReader reads a local file until its try's context ends.
+type ctxReader struct {
+	r   io.Reader
+	ctx context.Context
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
 }
 
 // countingReader counts what a response body gives for the low-speed
@@ -312,10 +389,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // httpError is err of a request, or why the request was cancelled (too
-// slow), without the URL that the item's error names already.
+// slow, too long), without the URL that the item's error names already.
 func httpError(rctx context.Context, err error) error {
 	var slow slowError
-	if cause := context.Cause(rctx); errors.As(cause, &slow) {
+	var timeout timeoutError
+	if cause := context.Cause(rctx); errors.As(cause, &slow) || errors.As(cause, &timeout) {
 		return cause
 	}
 	var ue *url.Error
@@ -358,53 +436,70 @@ func checksumOf(want string, h hash.Hash) string {
 	return algo + ":" + hex.EncodeToString(h.Sum(nil))
 }
 
-// decode writes an inline item's data into path and verifies the
-// checksum. lzma+base64 data is decompressed by xz (xz-utils), which reads
-// what Python's lzma module does: .xz and the older .lzma format.
+// decode writes an inline item's data into path, within
+// Options.MaxInlineSize, and verifies the checksum. lzma+base64 data is
+// decompressed by xz (xz-utils), which reads what Python's lzma module
+// does: .xz and the older .lzma format. It returns the bytes it wrote.
 func (f *fetcher) decode(ctx context.Context, it *Item, path string) (int64, error) {
+	limit := f.opts.MaxInlineSize
+	tooLarge := &SizeError{Limit: limit, Option: "MaxInlineSize"}
+	if it.Encoding != EncodingLZMABase64 && int64(len(it.Data)) > limit {
+		return 0, tooLarge
+	}
 	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}
 	h := newHash(it.Checksum)
-	cw := &countingWriter{f: f}
-	w := io.MultiWriter(out, h, cw)
-	switch it.Encoding {
-	case EncodingLZMABase64:
-		xz, lerr := exec.LookPath("xz")
-		if lerr != nil {
-			err = fmt.Errorf("lzma+base64 data needs xz (Debian's xz-utils) to decompress it: %w", lerr)
-			break
-		}
-		var stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, xz, "--decompress", "--stdout", "--format=auto")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(it.Data), w, &stderr
-		if rerr := cmd.Run(); rerr != nil {
-			err = fmt.Errorf("decompress lzma data: %v: %s", rerr, bytes.TrimSpace(stderr.Bytes()))
-		}
-	default:
-		_, err = w.Write(it.Data)
+	var n int64
+	if it.Encoding == EncodingLZMABase64 {
+		n, err = f.unxz(ctx, it.Data, out, h, limit)
+	} else {
+		n, err = f.copy(out, h, bytes.NewReader(it.Data), limit)
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if errors.Is(err, errTooLarge) {
+		return n, tooLarge
+	}
 	if err != nil {
-		return cw.n, err
+		return n, err
 	}
 	if got := checksumOf(it.Checksum, h); got != it.Checksum {
-		return cw.n, &MismatchError{Want: it.Checksum, Got: got}
+		return n, &MismatchError{Want: it.Checksum, Got: got}
 	}
-	return cw.n, nil
+	return n, nil
 }
 
-// countingWriter counts decoded bytes as progress.
-type countingWriter struct {
-	f *fetcher
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.n += int64(len(p))
-	c.f.bytes.Add(int64(len(p)))
-	return len(p), nil
+// unxz decompresses data with xz into out and h, up to limit bytes: past
+// them it kills xz, waits for it, and returns errTooLarge.
+func (f *fetcher) unxz(ctx context.Context, data []byte, out io.Writer, h hash.Hash, limit int64) (int64, error) {
+	xz, err := exec.LookPath("xz")
+	if err != nil {
+		return 0, fmt.Errorf("lzma+base64 data needs xz (Debian's xz-utils) to decompress it: %w", err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, xz, "--decompress", "--stdout", "--format=auto")
+	cmd.Stdin, cmd.Stderr = bytes.NewReader(data), &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("decompress lzma data: %w", err)
+	}
+	n, err := f.copy(out, h, stdout, limit)
+	if err != nil {
+		// Not one byte more: xz would write until its pipe fills.
+		cmd.Process.Kill()
+	}
+	werr := cmd.Wait()
+	switch {
+	case err != nil:
+		return n, err
+	case werr != nil:
+		return n, fmt.Errorf("decompress lzma data: %v: %s", werr, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return n, nil
 }

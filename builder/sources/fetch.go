@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,10 +30,35 @@ type Options struct {
 	// each further one, up to 8 s. Default 500 ms.
 	Backoff time.Duration
 	// TempDir is where items are written until the daemon has stored
-	// them; the daemon must be able to read there. Default: the store's
-	// tmp/ (on the store's disk; what a killed fetch leaves there goes
-	// when a daemon next opens the store).
+	// them, in a directory sources-* of each Fetch's own; the daemon must
+	// be able to read there. Default: the store's tmp/ (on the store's
+	// disk). A Fetch holds an flock on its directory for its whole life,
+	// and every Fetch starts by removing the sources-* directories that
+	// no one holds: what fetches killed before they could clean up left.
 	TempDir string
+	// AllowFileURLs lets curl items name file URLs (file:///path, read
+	// from this host). Off by default: forge runs as root, and a file
+	// URL of a manifest would read any file of the host into a build
+	// (and its hash into a mismatch error). Set it only for manifests
+	// you trust as you would a script run as root. Without it, an item
+	// with a URL that is not http or https fails Fetch before anything
+	// is fetched.
+	AllowFileURLs bool
+	// MaxItemSize is the most bytes a download may give. A response
+	// whose Content-Length is larger is refused at once; a body that
+	// passes it is cut and fails. Neither is tried again. Default
+	// 16 GiB; negative: no limit.
+	MaxItemSize int64
+	// MaxInlineSize is the most bytes an inline item may decode to
+	// (lzma+base64 data can decompress to a thousand times its size):
+	// decoding stops and fails as soon as it passes. Default 256 MiB;
+	// negative: no limit.
+	MaxInlineSize int64
+	// ItemTimeout bounds each try of a download as a whole: a server that
+	// sends just fast enough to pass the low-speed check (1000 bytes/s
+	// for 30 s, as osbuild's curl source) still ends. A try that takes
+	// longer fails and is tried again. Default 1 h; negative: no limit.
+	ItemTimeout time.Duration
 	// Refs are the store's refs, when the caller has just listed them:
 	// Fetch then does not list them again. Nil: Fetch lists them.
 	Refs []client.RefInfo
@@ -41,9 +67,17 @@ type Options struct {
 	// Progress, if set, is called when an item is done and about every
 	// 250 ms while data arrives; never by two goroutines at once.
 	Progress func(Progress)
-	// Logf, if set, gets a line for each item fetched and each failed try.
+	// Logf, if set, gets a line for each item fetched, each failed try and
+	// each directory of a killed fetch removed.
 	Logf func(format string, args ...any)
 }
+
+// The defaults of Options' limits.
+const (
+	DefaultMaxItemSize   int64 = 16 << 30
+	DefaultMaxInlineSize int64 = 256 << 20
+	DefaultItemTimeout         = time.Hour
+)
 
 // Progress counts a Fetch's work so far.
 type Progress struct {
@@ -166,19 +200,23 @@ var ErrNoSource = errors.New("no source provides it")
 
 // Fetch makes sure that the store st serves holds every wanted checksum
 // (nil: every item of srcs) under its ref, RefName(checksum). An item
-// stored already costs nothing; the others are downloaded (curl: HTTP,
-// HTTPS or file URLs, opts.Parallel at once, each tried up to
-// opts.Attempts times) or decoded (inline), written to a new file whose
-// checksum is computed as it is written, and imported when it matches.
-// Nothing of an item whose checksum does not match is kept. Items that
-// are ready together are imported together (ImportRequest.SubRefs: one
-// pack, one commit), each still a tree of its own under its own ref.
+// stored already costs nothing; the others are downloaded (curl: HTTP or
+// HTTPS URLs, and file URLs when opts.AllowFileURLs; opts.Parallel at
+// once, each tried up to opts.Attempts times, within opts.MaxItemSize and
+// opts.ItemTimeout) or decoded (inline, within opts.MaxInlineSize),
+// written to a new file whose checksum is computed as it is written, and
+// imported when it matches. Nothing of an item whose checksum does not
+// match is kept. Items that are ready together are imported together
+// (ImportRequest.SubRefs: one pack, one commit), each still a tree of its
+// own under its own ref.
 //
-// A wanted checksum that is malformed or that no source provides fails
-// Fetch before anything is fetched, as does an item Fetch cannot fetch at
-// all (a URL scheme, a secrets provider it does not support). Items that
-// fail after that do not stop the others: the error is then a *FetchError
-// listing them, and what was fetched stays stored.
+// Fetch first removes what fetches killed before they could clean up
+// left in the temporary directory (see Options.TempDir). A wanted
+// checksum that is malformed or that no source provides fails Fetch
+// before anything is fetched, as does an item Fetch cannot or may not
+// fetch at all (a URL scheme, a secrets provider it does not support).
+// Items that fail after that do not stop the others: the error is then a
+// *FetchError listing them, and what was fetched stays stored.
 func Fetch(ctx context.Context, st Store, srcs *Sources, want []string, opts Options) (Summary, error) {
 	start := time.Now()
 	if srcs == nil {
@@ -202,6 +240,21 @@ func Fetch(ctx context.Context, st Store, srcs *Sources, want []string, opts Opt
 			bad = append(bad[:maxListed], fmt.Errorf("and %d more", len(bad)-maxListed))
 		}
 		return sum, fmt.Errorf("sources: wanted: %w", errors.Join(bad...))
+	}
+
+	// Where this fetch writes, and what dead ones left there. A Fetch with
+	// nothing to fetch needs no directory: it only sweeps when it can.
+	tmp := opts.TempDir
+	var tmpErr error
+	if tmp == "" {
+		if ping, err := st.Ping(ctx); err != nil {
+			tmpErr = fmt.Errorf("sources: %w", err)
+		} else {
+			tmp = filepath.Join(ping.Store, "tmp")
+		}
+	}
+	if tmpErr == nil {
+		sweep(tmp, opts.Logf)
 	}
 
 	refs := opts.Refs
@@ -229,6 +282,9 @@ func Fetch(ctx context.Context, st Store, srcs *Sources, want []string, opts Opt
 		sum.Elapsed = time.Since(start)
 		return sum, nil
 	}
+	if tmpErr != nil {
+		return sum, tmpErr
+	}
 
 	f, err := newFetcher(st, opts, todo)
 	if err != nil {
@@ -239,21 +295,21 @@ func Fetch(ctx context.Context, st Store, srcs *Sources, want []string, opts Opt
 			c.CloseIdleConnections()
 		}
 	}()
-	tmp := opts.TempDir
-	if tmp == "" {
-		ping, err := st.Ping(ctx)
-		if err != nil {
-			return sum, fmt.Errorf("sources: %w", err)
-		}
-		tmp = filepath.Join(ping.Store, "tmp")
-	}
-	if f.work, err = os.MkdirTemp(tmp, "sources-"); err != nil {
+	work, lock, err := newWorkDir(tmp)
+	if err != nil {
 		if errors.Is(err, os.ErrPermission) && opts.TempDir == "" {
 			err = fmt.Errorf("%w (Options.TempDir chooses another directory the daemon can read)", err)
 		}
 		return sum, fmt.Errorf("sources: %w", err)
 	}
-	defer os.RemoveAll(f.work)
+	f.work = work
+	defer func() {
+		// Removed before it is unlocked: a sweep never sees it half gone.
+		if err := os.RemoveAll(work); err != nil {
+			f.opts.Logf("remove %s: %v", work, err)
+		}
+		lock.Close()
+	}()
 
 	errs := f.run(ctx, todo)
 	f.report(true)
@@ -286,7 +342,7 @@ func dedup(in []string) []string {
 type fetcher struct {
 	st      Store
 	opts    Options
-	work    string                     // a new directory under the temporary directory
+	work    string                     // this fetch's directory under the temporary directory, locked
 	clients map[transport]*http.Client // by the TLS settings items ask for
 
 	items        int
@@ -315,6 +371,9 @@ func newFetcher(st Store, opts Options, todo []*Item) (*fetcher, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
+	opts.MaxItemSize = limitOr(opts.MaxItemSize, DefaultMaxItemSize)
+	opts.MaxInlineSize = limitOr(opts.MaxInlineSize, DefaultMaxInlineSize)
+	opts.ItemTimeout = time.Duration(limitOr(int64(opts.ItemTimeout), int64(DefaultItemTimeout)))
 	f := &fetcher{st: st, opts: opts, clients: map[transport]*http.Client{}, items: len(todo)}
 	// Everything that can fail before a download does, for every item:
 	// a fetch that cannot succeed should not start.
@@ -323,7 +382,7 @@ func newFetcher(st Store, opts Options, todo []*Item) (*fetcher, error) {
 		if it.Type != Curl {
 			continue
 		}
-		tr, err := transportFor(it)
+		tr, err := transportFor(it, opts.AllowFileURLs)
 		if err == nil {
 			if _, ok := f.clients[tr]; !ok {
 				var c *http.Client
@@ -343,6 +402,18 @@ func newFetcher(st Store, opts Options, todo []*Item) (*fetcher, error) {
 		return nil, fmt.Errorf("sources: cannot fetch:\n%s", strings.Join(bad, "\n"))
 	}
 	return f, nil
+}
+
+// limitOr is a limit of Options: def for 0, none (the largest int64)
+// for a negative one.
+func limitOr(v, def int64) int64 {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return math.MaxInt64
+	}
+	return v
 }
 
 // maxBatch is the most items one import stores.

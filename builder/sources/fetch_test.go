@@ -462,7 +462,7 @@ func TestFetchRefusesBeforeFetching(t *testing.T) {
 		{"rhsm", nil, &Item{Type: Curl, Checksum: sumA, URL: srv.URL + "/x", Secrets: "org.osbuild.rhsm"}, "org.osbuild.rhsm (Red Hat subscription entitlements) are not supported"},
 		{"unknown secrets", nil, &Item{Type: Curl, Checksum: sumA, URL: srv.URL + "/x", Secrets: "vault"}, `secrets provider "vault" is not supported`},
 		{"mtls without its environment", nil, mtls, "set " + envClientKey},
-		{"remote file URL", nil, &Item{Type: Curl, Checksum: sumA, URL: "file://elsewhere/x"}, `file URL of host "elsewhere"`},
+		{"relative URL", nil, &Item{Type: Curl, Checksum: sumA, URL: "pkgs/a.rpm"}, "not an absolute URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,7 +479,13 @@ func TestFetchRefusesBeforeFetching(t *testing.T) {
 			}
 		})
 	}
-	_, err := Fetch(context.Background(), st, sourcesOf(it), []string{sumA}, Options{})
+	// File URLs, when allowed, are of this host only.
+	remote := &Item{Type: Curl, Checksum: sumA, URL: "file://elsewhere/x"}
+	_, err := Fetch(context.Background(), st, sourcesOf(it, remote), nil, Options{AllowFileURLs: true})
+	if err == nil || !strings.Contains(err.Error(), `file URL of host "elsewhere"`) || srv.total() != 0 {
+		t.Errorf("Fetch of a remote file URL: %v (%d requests); want it refused first", err, srv.total())
+	}
+	_, err = Fetch(context.Background(), st, sourcesOf(it), []string{sumA}, Options{})
 	if !errors.Is(err, ErrNoSource) {
 		t.Errorf("want of an unknown checksum: %v, want ErrNoSource", err)
 	}
@@ -505,6 +511,7 @@ func TestFetchInsecureIsPerItem(t *testing.T) {
 	}
 }
 
+// File URLs, when the caller trusts the manifest.
 func TestFetchFileURL(t *testing.T) {
 	dir := t.TempDir()
 	data := []byte("a local mirror's file")
@@ -514,7 +521,7 @@ func TestFetchFileURL(t *testing.T) {
 	it := &Item{Type: Curl, Checksum: sumOf(data), URL: "file://" + dir + "/f"}
 	gone := &Item{Type: Curl, Checksum: sumA, URL: "file://" + dir + "/gone"}
 	st := newStore(t)
-	_, err := Fetch(context.Background(), st, sourcesOf(it, gone), nil, quick(Options{}))
+	_, err := Fetch(context.Background(), st, sourcesOf(it, gone), nil, quick(Options{AllowFileURLs: true}))
 	var fe *FetchError
 	if !errors.As(err, &fe) || len(fe.Items) != 1 || fe.Items[0].Tries != 1 || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Fetch: %v; want the missing file to fail at once", err)

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +37,9 @@ import (
 var forgeBin string
 
 func TestMain(m *testing.M) {
+	if v := os.Getenv(childEnv); v != "" {
+		os.Exit(runChild(v))
+	}
 	if os.Geteuid() != 0 {
 		fmt.Println("skipping integration/sources: needs root (a store daemon, FUSE mounts)")
 		os.Exit(0)
@@ -218,5 +223,201 @@ func TestFetchAndMountSources(t *testing.T) {
 	// And a fetch brings them back.
 	if sum, err = sources.Fetch(ctx, c, srcs, nil, sources.Options{}); err != nil || sum.Fetched != 4 {
 		t.Fatalf("fetch after gc: %+v, %v", sum, err)
+	}
+}
+
+// childEnv makes the test binary a fetch through a store's daemon that
+// TestFetchAfterAKilledFetch kills: its value is a childFetch, in JSON.
+const childEnv = "FORGE_SOURCES_ITEST_CHILD"
+
+type childFetch struct {
+	Store    string
+	Checksum string
+	URL      string
+}
+
+func runChild(v string) int {
+	var c childFetch
+	if err := json.Unmarshal([]byte(v), &c); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	raw, err := json.Marshal(map[string]any{"org.osbuild.curl": map[string]any{"items": map[string]string{c.Checksum: c.URL}}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	srcs, err := sources.Parse(raw)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cl := client.NewClient(c.Store)
+	defer cl.Close()
+	_, err = sources.Fetch(context.Background(), cl, srcs, nil, sources.Options{Attempts: 1})
+	fmt.Fprintln(os.Stderr, "child fetch ended:", err)
+	return 1
+}
+
+// startDaemon starts the daemon of a new store, stopped when t ends.
+func startDaemon(t *testing.T, ctx context.Context) (string, *client.Client) {
+	t.Helper()
+	store := filepath.Join(fstree.DiskTempDir(t), "store")
+	t.Cleanup(func() { itest.StopDaemon(t, forgeBin, store) })
+	c, err := client.Connect(ctx, store, client.SpawnOptions{Exe: forgeBin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return store, c
+}
+
+func sourceRefs(t *testing.T, store string) []string {
+	t.Helper()
+	var refs []client.RefInfo
+	if err := json.Unmarshal([]byte(forge(t, "store", "ls", "--json", "--store", store)), &refs); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range refs {
+		if strings.HasPrefix(r.Name, sources.RefPrefix) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+// As root, a manifest's file:///etc/shadow neither shows the file's hash
+// (a wrong checksum) nor stores the file (the right one): file URLs are
+// refused unless the caller trusts the manifest.
+func TestFileURLsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, c := startDaemon(t, ctx)
+	path := "/etc/shadow"
+	secret, err := os.ReadFile(path)
+	if err != nil {
+		// No shadow file here: a file only root may read stands in.
+		path = filepath.Join(t.TempDir(), "shadow")
+		secret = []byte("root:$6$not-for-images\n")
+		if err := os.WriteFile(path, secret, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, checksum := range []string{"sha256:" + strings.Repeat("0", 64), sumOf(secret)} {
+		raw := fmt.Sprintf(`{"org.osbuild.curl": {"items": {%q: "file://%s"}}}`, checksum, path)
+		srcs, err := sources.Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = sources.Fetch(ctx, c, srcs, nil, sources.Options{})
+		if err == nil || !strings.Contains(err.Error(), checksum+" from file://"+path+": file URLs are not allowed") {
+			t.Fatalf("Fetch of file://%s: %v; want it refused", path, err)
+		}
+		if checksum != sumOf(secret) && strings.Contains(err.Error(), sumOf(secret)) {
+			t.Errorf("the error gives the hash of %s: %v", path, err)
+		}
+	}
+	if refs := sourceRefs(t, store); len(refs) != 0 {
+		t.Errorf("stored: %v", refs)
+	}
+}
+
+// What a fetch killed by SIGKILL mid-download leaves in the store's tmp/
+// (the daemon lives on, so no cas.Open clears it) is removed by the next
+// Fetch; while the fetch lives, no other Fetch removes it.
+func TestFetchAfterAKilledFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store, c := startDaemon(t, ctx)
+	data := bytes.Repeat([]byte("d"), 4<<20)
+	var mu sync.Mutex
+	stall := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		s := stall
+		mu.Unlock()
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		if !s {
+			w.Write(data)
+			return
+		}
+		w.Write(data[:1<<20])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	arg, err := json.Marshal(childFetch{Store: store, Checksum: sumOf(data), URL: srv.URL + "/big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(arg))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	defer func() {
+		if !waited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	tmp := filepath.Join(store, "tmp")
+	partial := filepath.Join(tmp, "sources-*", "item-*", sumOf(data))
+	var left string
+	for deadline := time.Now().Add(30 * time.Second); left == ""; time.Sleep(10 * time.Millisecond) {
+		if m, _ := filepath.Glob(partial); len(m) == 1 {
+			if fi, err := os.Stat(m[0]); err == nil && fi.Size() >= 1<<20 {
+				left = filepath.Dir(filepath.Dir(m[0]))
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child's download did not start")
+		}
+	}
+
+	// While the child fetches, another Fetch leaves its directory alone.
+	inline := []byte("inline\n")
+	raw := fmt.Sprintf(`{"org.osbuild.inline": {"items": {%q: {"encoding": "base64", "data": %q}}}}`, sumOf(inline), base64.StdEncoding.EncodeToString(inline))
+	other, err := sources.Parse([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sources.Fetch(ctx, c, other, nil, sources.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); err != nil {
+		t.Fatalf("the live fetch's directory: %v", err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	waited = true
+	if _, err := os.Stat(left); err != nil {
+		t.Fatalf("nothing left by the killed fetch to test: %v", err)
+	}
+
+	// The next build's fetch removes it, and fetches the item.
+	mu.Lock()
+	stall = false
+	mu.Unlock()
+	raw = fmt.Sprintf(`{"org.osbuild.curl": {"items": {%q: %q}}}`, sumOf(data), srv.URL+"/big")
+	srcs, err := sources.Parse([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := sources.Fetch(ctx, c, srcs, nil, sources.Options{Logf: t.Logf})
+	if err != nil || sum.Fetched != 1 {
+		t.Fatalf("Fetch after the kill: %+v, %v", sum, err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s, left by the killed fetch: %v; want it removed", left, err)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("left in the store's tmp/: %v", ents)
 	}
 }
