@@ -77,8 +77,11 @@ type Config struct {
 	Devices []Device
 	// Mounts are filesystems mounted after the binds, in order, such as
 	// a loop device's ext4 under /run/osbuild/mounts.
-	Mounts  []FSMount
-	Network Network // NetworkHost when empty
+	Mounts []FSMount
+	// Capabilities, when not nil, are all the command keeps (names as in
+	// capabilities(7), like StageCapabilities); nil keeps root's all.
+	Capabilities []string
+	Network      Network // NetworkHost when empty
 	// Hostname inside the UTS namespace; "forge-buildroot" when empty.
 	Hostname string
 	// Env is the command's whole environment; DefaultEnv() when nil.
@@ -160,13 +163,17 @@ type initConfig struct {
 	Plain     bool      `json:"plain,omitempty"`
 	Devices   []Device  `json:"devices,omitempty"`
 	Mounts    []FSMount `json:"mounts,omitempty"`
-	Binds     []Bind    `json:"binds,omitempty"`
-	Network   Network   `json:"network"`
-	Hostname  string    `json:"hostname"`
-	Env       []string  `json:"env"`
-	Args      []string  `json:"args"`
-	Dir       string    `json:"dir"`
-	NewRoot   string    `json:"new_root"`
+	// Caps is Config.Capabilities; DropCaps says whether to apply it
+	// (an empty list keeps nothing).
+	Caps     []string `json:"caps,omitempty"`
+	DropCaps bool     `json:"drop_caps,omitempty"`
+	Binds    []Bind   `json:"binds,omitempty"`
+	Network  Network  `json:"network"`
+	Hostname string   `json:"hostname"`
+	Env      []string `json:"env"`
+	Args     []string `json:"args"`
+	Dir      string   `json:"dir"`
+	NewRoot  string   `json:"new_root"`
 }
 
 // newInitConfig is what Run tells init about a checked cfg; newRoot is
@@ -174,6 +181,7 @@ type initConfig struct {
 func newInitConfig(cfg Config, newRoot string) initConfig {
 	return initConfig{
 		BuildTree: cfg.BuildTree, Chroot: cfg.Chroot, Plain: cfg.Plain, Devices: cfg.Devices, Mounts: cfg.Mounts,
+		Caps: cfg.Capabilities, DropCaps: cfg.Capabilities != nil,
 		Binds: cfg.Binds, Network: cfg.Network,
 		Hostname: cfg.Hostname, Env: cfg.Env, Args: cfg.Args, Dir: cfg.Dir, NewRoot: newRoot,
 	}
@@ -251,6 +259,9 @@ func (c *Config) check() error {
 			return fmt.Errorf("buildroot: bind target %q: want an absolute path outside /, /proc, /dev, /sys", b.Target)
 		}
 		c.Binds[i].Target = t
+	}
+	if err := checkCaps(c.Capabilities); err != nil {
+		return err
 	}
 	for _, d := range c.Devices {
 		if d.Name == "" || d.Name != path.Clean(d.Name) || path.IsAbs(d.Name) || strings.HasPrefix(d.Name, "..") ||

@@ -127,6 +127,12 @@ func startCommand(cfg *initConfig) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if cfg.DropCaps {
+		// On this thread (Init locked it), which forks the command.
+		if err := dropCaps(cfg.Caps); err != nil {
+			return 0, err
+		}
+	}
 	p, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{
 		Dir:   cfg.Dir,
 		Env:   cfg.Env,

@@ -303,8 +303,24 @@ func (r *rootfs) makeDev() error {
 	return nil
 }
 
+// procReadOnly are the files of /proc through which root changes the
+// host's kernel, not the namespace's: read-only, as bwrap makes them.
+var procReadOnly = []string{"proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus"}
+
 func (r *rootfs) mountProc() error {
-	return r.mountOne(r.mounts.proc)
+	if err := r.mountOne(r.mounts.proc); err != nil {
+		return err
+	}
+	for _, p := range procReadOnly {
+		src := filepath.Join(r.cfg.NewRoot, p)
+		if _, err := os.Stat(src); err != nil {
+			continue
+		}
+		if err := r.bind(src, p, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *rootfs) mountSys() error {

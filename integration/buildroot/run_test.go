@@ -24,6 +24,7 @@ import (
 func TestInside(t *testing.T) {
 	store := storeDir(t)
 	script := `set -e
+if echo 1 > /proc/sys/kernel/core_uses_pid 2>/dev/null; then echo proc-sys-writable; fi
 ps -e -o pid=,comm= > /run/osbuild/tree/ps
 hostname > /run/osbuild/tree/hostname
 if touch /usr/forge-probe 2>/dev/null; then echo usr-writable; fi
@@ -35,6 +36,9 @@ echo hello > /run/osbuild/tree/hello`
 	}
 	if strings.Contains(out, "usr-writable") {
 		t.Errorf("/usr is writable inside the buildroot")
+	}
+	if strings.Contains(out, "proc-sys-writable") {
+		t.Errorf("/proc/sys is writable inside the buildroot: the host kernel's settings are")
 	}
 	// Read what the run committed back through a second run.
 	read := func(name string) string {
@@ -53,7 +57,9 @@ echo hello > /run/osbuild/tree/hello`
 		t.Errorf("hostname %q, want forge-buildroot", h)
 	}
 	allowed := map[string]bool{"/": true, "/var": true, "/tmp": true, "/run": true, "/dev": true,
-		"/dev/pts": true, "/dev/shm": true, "/proc": true, "/sys": true, "/run/osbuild/tree": true}
+		"/dev/pts": true, "/dev/shm": true, "/proc": true, "/sys": true, "/run/osbuild/tree": true,
+		// Read-only binds over the host kernel's knobs, as bwrap makes.
+		"/proc/sys": true, "/proc/sysrq-trigger": true, "/proc/irq": true, "/proc/bus": true}
 	for _, d := range []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
 		if fi, err := os.Lstat("/" + d); err == nil && fi.IsDir() {
 			allowed["/"+d] = true
