@@ -435,8 +435,13 @@ func (b *build) runStage(ctx context.Context, st *manifest.Stage, sr stageRun) e
 	if err != nil {
 		return err
 	}
+	caps, err := stageCapabilities(b.opts.Libdir, kind, st.Name)
+	if err != nil {
+		return err
+	}
 	code, err := buildroot.Run(ctx, buildroot.Config{
-		BuildTree: sr.buildTree,
+		BuildTree:    sr.buildTree,
+		Capabilities: caps,
 		// A foreign libdir's osbuild-run sets its buildroot up itself
 		// (the seed's makes /etc/ssl/certs links and fails if they
 		// exist): give it osbuild's plain buildroot.

@@ -1,10 +1,12 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -301,32 +303,37 @@ func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, root, tree, 
 	if st.SourceEpoch != "" {
 		envv = append(envv, "SOURCE_DATE_EPOCH="+st.SourceEpoch)
 	}
-	network := buildroot.NetworkPrivate // osbuild's stages run with --unshare-net
-	if own {
-		// forge's own stages still fetch packages themselves (mmdebstrap,
-		// apt); in osbuild sources do that, outside the stage.
-		network = buildroot.NetworkHost
-	}
+	// As osbuild's (bwrap --unshare-net): in format 2, sources fetch what
+	// stages need, before they run; a stage has no network to reach, and
+	// nothing of the host's to reach it through.
+	network := buildroot.NetworkPrivate
 	out := &stageOutput{live: b.opts.Live, line: func(l string) {
 		b.emit(Event{Type: EventLog, Path: st.Path, Name: st.Name, ID: st.ID, Line: l})
 	}}
+	caps, err := stageCapabilities(libdir, "stages", st.Name)
+	if err != nil {
+		return err
+	}
 	code, err := buildroot.Run(ctx, buildroot.Config{
-		BuildTree: root,
-		Plain:     !own,
-		Binds:     env.binds,
-		Devices:   env.devices,
-		Mounts:    env.mounts,
-		Network:   network,
-		Env:       envv,
-		Args:      []string{runnerDir + "/" + filepath.Base(runner), binDir + "/" + st.Name},
-		Stdin:     strings.NewReader(""),
-		Stdout:    out,
-		Stderr:    out,
-		StateDir:  r.Dir,
+		BuildTree:    root,
+		Capabilities: caps,
+		Plain:        !own,
+		Binds:        env.binds,
+		Devices:      env.devices,
+		Mounts:       env.mounts,
+		Network:      network,
+		Env:          envv,
+		Args:         []string{runnerDir + "/" + filepath.Base(runner), binDir + "/" + st.Name},
+		Stdin:        strings.NewReader(""),
+		Stdout:       out,
+		Stderr:       out,
+		StateDir:     r.Dir,
 	})
 	out.flush()
 	exc = api.close()
-	if md, rerr := os.ReadFile(metaPath); rerr == nil && len(md) > 0 && json.Valid(md) {
+	if md, rerr := readMetadata(metaPath); rerr != nil {
+		b.emit(Event{Type: EventLog, Path: st.Path, Name: st.Name, ID: st.ID, Line: "forge: " + rerr.Error()})
+	} else if len(md) > 0 {
 		b.emit(Event{Type: EventMetadata, Path: st.Path, Name: st.Name, ID: st.ID, Metadata: md})
 	}
 	switch {
@@ -464,11 +471,11 @@ func (b *build) devicesV2(ctx context.Context, st *manifest.Stage, tree string, 
 		return nil, err
 	}
 	defer dirf.Close()
-	treeRoot, err := os.OpenRoot(tree)
+	treeFd, err := unix.Open(tree, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open the tree %s: %w", tree, err)
 	}
-	defer treeRoot.Close()
+	defer unix.Close(treeFd)
 	for _, d := range st.Devices {
 		if d.Type != "org.osbuild.loopback" {
 			return nil, fmt.Errorf("%s: device type %s is not one forge provides (org.osbuild.loopback)", d.Path, d.Type)
@@ -495,9 +502,7 @@ func (b *build) devicesV2(ctx context.Context, st *manifest.Stage, tree string, 
 		if o.ReadOnly {
 			flag = os.O_RDONLY
 		}
-		// Through the tree's root: a symlink in the tree cannot make
-		// forge loop-mount a host file.
-		f, err := treeRoot.OpenFile(strings.TrimLeft(o.Filename, "/"), flag, 0)
+		f, err := openRegularBeneath(treeFd, strings.TrimLeft(o.Filename, "/"), flag)
 		if err != nil {
 			return nil, fmt.Errorf("%s.options.filename: %w", d.Path, err)
 		}
@@ -536,6 +541,36 @@ func (b *build) devicesV2(ctx context.Context, st *manifest.Stage, tree string, 
 		}
 	}
 	return out, nil
+}
+
+// openRegularBeneath opens name, a path under the directory dirFd, for a
+// loop device's backing file: it must stay under the directory (no
+// symlink out of the tree) and be a regular file. The tree is the
+// manifest's work and its mount shows device nodes: a node "disk" of the
+// host's sda, or a FIFO that would block the open for good, must never be
+// opened. So: O_PATH first, which opens nothing, then the type checked,
+// then the file reopened through /proc/self/fd.
+func openRegularBeneath(dirFd int, name string, flag int) (*os.File, error) {
+	fd, err := unix.Openat2(dirFd, name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s in the tree (symlinks out of it refused): %w", name, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s is not a regular file: a loop device's backing file must be one", name)
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), flag|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	return f, nil
 }
 
 // fsTypes are the filesystems of the mount types forge provides.
@@ -609,6 +644,58 @@ func mountsV2(st *manifest.Stage, env *stageEnv) (map[string]any, error) {
 	return out, nil
 }
 
+// maxMetadata bounds what forge reads of a stage's /run/osbuild/meta:
+// osbuild's stages write a few KiB (package lists at most some hundreds).
+const maxMetadata = 16 << 20
+
+// readMetadata reads what a stage wrote to /run/osbuild/meta: nothing, or
+// one JSON value of at most maxMetadata bytes.
+func readMetadata(name string) (json.RawMessage, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMetadata+1))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(b) > maxMetadata:
+		return nil, fmt.Errorf("the stage's metadata is larger than %d bytes: dropped", maxMetadata)
+	case len(bytes.TrimSpace(b)) == 0:
+		return nil, nil
+	case !json.Valid(b):
+		return nil, errors.New("the stage's metadata is not JSON: dropped")
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b); err != nil {
+		return nil, err
+	}
+	return compact.Bytes(), nil
+}
+
+// stageCapabilities are the capabilities a stage runs with: forge's
+// StageCapabilities (osbuild's default set without CAP_DAC_READ_SEARCH)
+// and those its NAME.meta.json asks for in "capabilities", as osbuild
+// adds a stage's info_caps.
+func stageCapabilities(libdir, kind, name string) ([]string, error) {
+	caps := append([]string(nil), buildroot.StageCapabilities...)
+	b, err := os.ReadFile(filepath.Join(libdir, kind, name+".meta.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return caps, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var meta struct {
+		Capabilities []string `json:"capabilities"`
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, fmt.Errorf("%s/%s.meta.json: %w", kind, name, err)
+	}
+	return append(caps, meta.Capabilities...), nil
+}
+
 // kernelHasFS reports whether the running kernel mounts fstype, as
 // /proc/filesystems lists it. Unknown (no /proc/filesystems): try anyway.
 func kernelHasFS(fstype string) bool {
@@ -641,6 +728,11 @@ func decodeStrict(raw json.RawMessage, v any) error {
 
 // exportTo exports a stored tree to dir, replacing it whole.
 func (b *build) exportTo(ctx context.Context, tree, dir string) error {
+	// The manifest checks pipeline names; this is the last guard before
+	// a rename that replaces what is there.
+	if rel, err := filepath.Rel(b.opts.OutputDir, dir); err != nil || !filepath.IsLocal(rel) || strings.Contains(rel, "/") {
+		return fmt.Errorf("export to %s: not a directory directly in %s", dir, b.opts.OutputDir)
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -123,6 +124,59 @@ func TestMountsV2(t *testing.T) {
 	} {
 		if _, err := mountsV2(&manifest.Stage{Mounts: []*manifest.Mount{mt}}, &stageEnv{}); err == nil {
 			t.Errorf("mount %s of type %s accepted", mt.Name, mt.Type)
+		}
+	}
+}
+
+// TestOpenRegularBeneath: a loop device's backing file is a regular file
+// of the tree; device nodes, FIFOs (whose open would block for good),
+// directories and symlinks out of the tree are refused without being
+// opened.
+func TestOpenRegularBeneath(t *testing.T) {
+	tree := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("host"), 0o600)
+	os.WriteFile(filepath.Join(tree, "disk.img"), []byte("img"), 0o644)
+	os.Mkdir(filepath.Join(tree, "sub"), 0o755)
+	os.Symlink("../disk.img", filepath.Join(tree, "sub", "rel"))
+	os.Symlink(outside, filepath.Join(tree, "abs"))
+	os.Symlink("../../../../../../../../"+outside, filepath.Join(tree, "up"))
+	if err := unix.Mkfifo(filepath.Join(tree, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(tree, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"disk.img", true}, {"sub/rel", true}, {"sub/../disk.img", true},
+		{"abs", false}, {"up", false}, {"../" + filepath.Base(tree) + "/disk.img", false},
+		{"fifo", false}, {"sub", false}, {"missing", false},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			f, err := openRegularBeneath(fd, tc.name, os.O_RDWR)
+			if err == nil {
+				b := make([]byte, 3)
+				f.Read(b)
+				if string(b) != "img" {
+					err = errors.New("read " + string(b))
+				}
+				f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if (err == nil) != tc.ok {
+				t.Errorf("openRegularBeneath(%s) = %v, want ok %v", tc.name, err, tc.ok)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("openRegularBeneath(%s) blocks", tc.name)
 		}
 	}
 }

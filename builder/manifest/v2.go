@@ -260,6 +260,9 @@ func (l *loaderV2) pipeline(v *pyjson.Value, path string) {
 	case l.byName[n.Str] != nil:
 		pr.add(join(path, "name"), nil, "%q: %s has this name already", n.Str, l.byName[n.Str].Path)
 	default:
+		// An exported pipeline's tree goes to OUTPUT/NAME: a name is a
+		// file name (osbuild joins it to the output directory unchecked).
+		pr.checkName(join(path, "name"), n.Str)
 		p.Name = n.Str
 	}
 	if r := pr.optionalString(v, path, "runner"); r != nil {

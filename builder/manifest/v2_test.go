@@ -67,6 +67,8 @@ func TestV2Errors(t *testing.T) {
 		{"unknown top key", `{"version": "2", "extra": 1}`, "extra", "unknown key"},
 		{"pipelines not array", `{"version": "2", "pipelines": {}}`, "pipelines", "want an array"},
 		{"pipeline without name", `{"version": "2", "pipelines": [{"stages": []}]}`, "pipelines[0].name", "missing"},
+		{"pipeline name escapes", `{"version": "2", "pipelines": [{"name": "../victim"}]}`, "pipelines[0].name", "'/'"},
+		{"pipeline name dot-dot", `{"version": "2", "pipelines": [{"name": ".."}]}`, "pipelines[0].name", `".." cannot be`},
 		{"duplicate pipeline", `{"version": "2", "pipelines": [` + tree + `, ` + tree + `]}`, "pipelines[1].name", "has this name already"},
 		{"unknown build", `{"version": "2", "pipelines": [{"name": "a", "build": "name:later"}, {"name": "later"}]}`, "pipelines[0].build", "no pipeline before this one"},
 		{"raw build unknown", `{"version": "2", "pipelines": [{"name": "a", "build": "abc"}]}`, "pipelines[0].build", "neither"},

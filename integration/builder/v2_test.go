@@ -329,3 +329,57 @@ func TestV2DevicesKeyTheCache(t *testing.T) {
 		t.Errorf("both images' filesystems have %s blocks: the second took the first's tree", b1)
 	}
 }
+
+// A build's stages keep osbuild's default capabilities less
+// CAP_DAC_READ_SEARCH (whose open_by_handle_at reaches any file of a
+// bound filesystem): no CAP_NET_ADMIN, CAP_SYS_MODULE, CAP_SYS_RAWIO...,
+// in format 1 and in format 2.
+func TestStageCapabilities(t *testing.T) {
+	store := storeDir(t)
+	out := t.TempDir()
+	capBnd := func(status string) uint64 {
+		for _, l := range strings.Split(status, "\n") {
+			if v, ok := strings.CutPrefix(l, "CapBnd:"); ok {
+				n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatalf("no CapBnd in %q", status)
+		return 0
+	}
+	var want uint64
+	for _, c := range []int{29 /*AUDIT_WRITE*/, 0 /*CHOWN*/, 1 /*DAC_OVERRIDE*/, 3 /*FOWNER*/, 4 /*FSETID*/, 14 /*IPC_LOCK*/, 9 /*LINUX_IMMUTABLE*/, 32 /*MAC_OVERRIDE*/, 27 /*MKNOD*/, 10 /*NET_BIND_SERVICE*/, 31 /*SETFCAP*/, 6 /*SETGID*/, 8 /*SETPCAP*/, 7 /*SETUID*/, 21 /*SYS_ADMIN*/, 18 /*SYS_CHROOT*/, 23 /*SYS_NICE*/, 24 /*SYS_RESOURCE*/} {
+		want |= 1 << c
+	}
+	// What this machine's root may hold at all (a container's may lack
+	// some).
+	self, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want &= capBnd(string(self))
+	m := obj{"version": "2", "pipelines": []obj{{"name": "caps", "stages": []obj{
+		{"type": "test.write", "options": obj{"path": "status", "from": "/proc/self/status"}},
+	}}}}
+	mustBuild(t, store, m, "--output-directory", out)
+	b, err := os.ReadFile(filepath.Join(out, "caps", "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := capBnd(string(b)); got != want {
+		t.Errorf("format 2: CapBnd %x, want %x", got, want)
+	}
+	f1 := obj{"stages": []obj{stage("test.write", obj{"path": "status", "from": "/proc/self/status"})},
+		"assembler": stage("test.tar", obj{"filename": "t"})}
+	mustBuild(t, store, f1, "--output-directory", out)
+	tb, err := os.ReadFile(filepath.Join(out, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := capBnd(strings.TrimPrefix(string(tb), "status=")); got != want {
+		t.Errorf("format 1: CapBnd %x, want %x", got, want)
+	}
+}
