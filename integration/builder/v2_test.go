@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // imageManifest is a format-2 manifest of osbuild's shape: a tree
@@ -139,18 +140,31 @@ func TestV2Sources(t *testing.T) {
 	if hits.Load() != 1 {
 		t.Errorf("%d downloads, want 1", hits.Load())
 	}
-	// Another build sharing the source, the server gone: the store has it.
-	srv.Close()
-	mustBuild(t, store, filesManifest(srv.URL+"/motd", checksum, "two\n"), "--output-directory", out)
+	// Another build sharing the source, with the network denied: forge
+	// build in a network namespace of its own, without interfaces (the
+	// store's daemon is reached through its Unix socket). The store has
+	// the source.
+	cmd, mon, outs := buildCmd(t, store, filesManifest(srv.URL+"/motd", checksum, "two\n"), "--output-directory", out)
+	cmd.Args = append([]string{"unshare", "--net", "--", cmd.Path}, cmd.Args[1:]...)
+	cmd.Path, _ = exec.LookPath("unshare")
+	start := time.Now()
+	r := finish(t, cmd, cmd.Run(), mon, outs, start)
+	if r.code != 0 {
+		t.Fatalf("a build with no network: exit %d\n%s", r.code, r.stderr)
+	}
 	if b, err := os.ReadFile(filepath.Join(out, "os", "etc/hostname")); err != nil || string(b) != "two\n" {
 		t.Fatalf("second build's etc/hostname: %q, %v", b, err)
 	}
+	if hits.Load() != 1 {
+		t.Errorf("%d downloads after the second build, want 1", hits.Load())
+	}
+	srv.Close()
 
 	bad := httptest.NewServer(srv.Config.Handler)
 	defer bad.Close()
 	other := sha256.Sum256([]byte("something else"))
 	otherSum := "sha256:" + hex.EncodeToString(other[:])
-	r := build(t, store, filesManifest(bad.URL+"/bad", otherSum, "three\n"))
+	r = build(t, store, filesManifest(bad.URL+"/bad", otherSum, "three\n"))
 	if r.code != 1 {
 		t.Fatalf("a bad checksum: exit %d, want 1\n%s", r.code, r.stderr)
 	}
@@ -381,5 +395,68 @@ func TestStageCapabilities(t *testing.T) {
 	}
 	if got := capBnd(strings.TrimPrefix(string(tb), "status=")); got != want {
 		t.Errorf("format 1: CapBnd %x, want %x", got, want)
+	}
+}
+
+// An org.osbuild.files input can take one file of another pipeline's tree
+// ({"file": PATH}), at its path under the input, as osbuild's does.
+func TestV2FilesFromAPipeline(t *testing.T) {
+	m := obj{"version": "2", "pipelines": []obj{
+		{"name": "src", "stages": []obj{
+			{"type": "test.write", "options": obj{"path": "usr/share/forge/motd", "content": "from the src pipeline\n"}},
+			{"type": "test.write", "options": obj{"path": "etc/other", "content": "not taken\n"}},
+		}},
+		{"name": "os", "stages": []obj{
+			{"type": "test.write", "options": obj{"path": "etc/hostname", "content": "os\n"}},
+			{"type": "org.osbuild.copy",
+				"inputs": obj{"f": obj{"type": "org.osbuild.files", "origin": "org.osbuild.pipeline",
+					"references": obj{"name:src": obj{"file": "/usr/share/forge/motd"}}}},
+				"options": obj{"paths": []obj{{"from": "input://f/usr/share/forge/motd", "to": "tree:///etc/motd"}}}},
+		}},
+	}}
+	store := storeDir(t)
+	out := t.TempDir()
+	mustBuild(t, store, m, "--output-directory", out)
+	if b, err := os.ReadFile(filepath.Join(out, "os", "etc/motd")); err != nil || string(b) != "from the src pipeline\n" {
+		t.Fatalf("etc/motd: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "os", "etc/other")); err == nil {
+		t.Errorf("the input held more than the file it names")
+	}
+}
+
+// A loop device with partscan gives the stage the partitions' nodes, and a
+// mount's "partition" mounts one of them.
+func TestV2Partscan(t *testing.T) {
+	whole := obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img", "partscan": true}}
+	m := obj{"version": "2", "pipelines": []obj{
+		{"name": "tree", "stages": []obj{{"type": "test.write", "options": obj{"path": "etc/on-p2", "content": "partition 2\n"}}}},
+		{"name": "image", "stages": []obj{
+			{"type": "org.osbuild.truncate", "options": obj{"filename": "disk.img", "size": "48M"}},
+			{"type": "org.osbuild.sfdisk", "options": obj{"label": "gpt", "uuid": "d209c89e-ea5e-4fbd-b161-b461cce297e0", "partitions": []obj{
+				{"start": 2048, "size": 32768, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "uuid": "68b2905b-df3e-4fb3-80fa-49d1e773aa33"},
+				{"start": 34816, "size": 61440, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "uuid": "6264d520-3fb9-423f-8ab8-7a0a8e3d3562"},
+			}}, "devices": obj{"device": obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img"}}}},
+			{"type": "org.osbuild.mkfs.ext4", "options": obj{"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75"},
+				"devices": obj{"device": obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img", "start": 34816, "size": 61440}}}},
+			{"type": "org.osbuild.copy",
+				"inputs":  obj{"t": obj{"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": []string{"name:tree"}}},
+				"devices": obj{"disk": whole},
+				"mounts":  []obj{{"name": "root", "type": "org.osbuild.ext4", "source": "disk", "partition": 2, "target": "/"}},
+				"options": obj{"paths": []obj{{"from": "input://t/", "to": "mount://root/"}}}},
+		}},
+	}}
+	store := storeDir(t)
+	out := t.TempDir()
+	mustBuild(t, store, m, "--export", "image", "--output-directory", out)
+	p := filepath.Join(t.TempDir(), "p2.img")
+	if b, err := exec.Command("dd", "if="+filepath.Join(out, "image", "disk.img"), "of="+p, "bs=512", "skip=34816", "count=61440", "status=none").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v %s", err, b)
+	}
+	if got := debugfsCat(t, p, "/etc/on-p2"); got != "partition 2\n" {
+		t.Errorf("partition 2's /etc/on-p2: %q", got)
+	}
+	if loops := itestLoops(); len(loops) > 0 {
+		t.Errorf("loop devices left: %v", loops)
 	}
 }
