@@ -40,13 +40,13 @@ func buildCommands() []*command {
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
 			fs.String("libdir", "", "stages and assemblers from `DIR` (default: the one beside forge, else "+builder.DefaultLibdir+")")
-			fs.String("output-directory", "", "put the assembler's output in `DIR` (files of the same name are replaced)")
+			fs.String("output-directory", "", "put the assembler's output (format 1) or the exported trees (format 2: DIR/NAME) in `DIR`; same names are replaced")
 			fs.String("build-pipeline", "", "JSON `FILE` with the build pipeline for a format-1 manifest that has none")
 			fs.StringArray("export", nil, "format 2: build pipeline `NAME` and export its tree to DIR/NAME (repeat for more)")
 			fs.StringArray("checkpoint", nil, "accepted as osbuild takes it (`PATTERN`); forge stores every stage anyway")
 			fs.Bool("json", false, "print {\"tree_id\", \"output_id\", \"success\"} (and \"error\") on stdout")
 			fs.Int("monitor-fd", -1, "write a JSON-seq (RFC 7464) event stream to file descriptor `N`")
-			fs.String("loopd-socket", "", "give assemblers loop devices from the loopd at `PATH` (default: serve them in-process)")
+			fs.String("loopd-socket", "", "give assemblers and format-2 devices loop devices from the loopd at `PATH` (default: serve them in-process)")
 			maxManifestSizeFlag(fs)
 		},
 		run: runBuild,
