@@ -144,6 +144,39 @@ type build struct {
 
 	sources *sources.Sources            // format 2's, parsed
 	v2done  map[*manifest.Pipeline]bool // format-2 pipelines seen
+
+	// etcCaches are buildroot.Config.EtcCache directories by build root
+	// (etcKey): the runner's steps run once per build root and build.
+	etcCaches map[string]string
+}
+
+// buildRootKey names p's build root for etcCache: the stored tree of its
+// build pipeline, or the host.
+func (b *build) buildRootKey(p *manifest.Pipeline) string {
+	if p.Build == nil || p.Build.Pipeline == nil || p.BuildID() == "" {
+		return "host"
+	}
+	return b.refs[p.Build.Pipeline.TreeKey()]
+}
+
+// etcCache is the EtcCache of the stages whose build root is key: "" (no
+// cache) for a libdir not forge's, whose runner makes its own /etc.
+func (b *build) etcCache(key string) string {
+	if key == "" || !IsOwnLibdir(b.opts.Libdir) || b.run == nil {
+		return ""
+	}
+	if d, ok := b.etcCaches[key]; ok {
+		return d
+	}
+	if b.etcCaches == nil {
+		b.etcCaches = map[string]string{}
+	}
+	d, err := b.run.ScratchDir("etc-" + strconv.Itoa(len(b.etcCaches)))
+	if err != nil {
+		return "" // no cache: the steps run as they did
+	}
+	b.etcCaches[key] = d
+	return d
 }
 
 func (b *build) emit(ev Event) {
@@ -281,7 +314,7 @@ func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
 	for _, st := range p.Stages[done:] {
 		start := time.Now()
 		b.emit(Event{Type: EventStageStarted, Path: st.Path, Name: st.Name, ID: st.ID})
-		if err := b.runStage(ctx, st, stageRun{buildTree: root, tree: tree}); err != nil {
+		if err := b.runStage(ctx, st, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree}); err != nil {
 			return b.failed(ctx, st, false, err)
 		}
 		// The stage's tree, stored under its ID: a cache point. Until this
@@ -354,7 +387,7 @@ func (b *build) runAssembler(ctx context.Context, p *manifest.Pipeline) (string,
 	if err != nil {
 		return "", err
 	}
-	if err := b.runStage(ctx, a, stageRun{buildTree: root, tree: tree, assembler: true, output: out, loopd: sock}); err != nil {
+	if err := b.runStage(ctx, a, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree, assembler: true, output: out, loopd: sock}); err != nil {
 		return "", err
 	}
 	res, err := b.c.Import(ctx, client.ImportRequest{Path: client.Path(out), Refs: []string{a.ID}}, nil)
@@ -400,6 +433,7 @@ func (b *build) loopd(ctx context.Context) (string, error) {
 // stageRun is where one stage runs.
 type stageRun struct {
 	buildTree string // host path of the build root's tree ("/": the host)
+	etcKey    string // the build root's tree hash, "host" for the host's
 	tree      string // host path of the tree, bound at /run/osbuild/tree
 	assembler bool
 	output    string // assemblers: host path bound at /run/osbuild/output
@@ -441,6 +475,7 @@ func (b *build) runStage(ctx context.Context, st *manifest.Stage, sr stageRun) e
 	}
 	code, err := buildroot.Run(ctx, buildroot.Config{
 		BuildTree:    sr.buildTree,
+		EtcCache:     b.etcCache(sr.etcKey),
 		Capabilities: caps,
 		// A foreign libdir's osbuild-run sets its buildroot up itself
 		// (the seed's makes /etc/ssl/certs links and fails if they

@@ -179,7 +179,7 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 	for _, st := range p.Stages[done:] {
 		start := time.Now()
 		b.emit(Event{Type: EventStageStarted, Path: st.Path, Name: st.Name, ID: st.ID})
-		if err := b.runStageV2(ctx, st, root, tree, runner); err != nil {
+		if err := b.runStageV2(ctx, st, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree}, runner); err != nil {
 			return b.failed(ctx, st, false, err)
 		}
 		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.CacheKey}})
@@ -213,7 +213,8 @@ func (e *stageEnv) release() {
 // runStageV2 runs one format-2 stage the way osbuild does: inputs,
 // devices and mounts made, the arguments file written, the runner and the
 // stage bound in, the API socket served.
-func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, root, tree, runnerName string) error {
+func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, sr stageRun, runnerName string) error {
+	root, tree := sr.buildTree, sr.tree
 	r, err := b.startRun(ctx)
 	if err != nil {
 		return err
@@ -318,6 +319,7 @@ func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, root, tree, 
 		BuildTree:    root,
 		Capabilities: caps,
 		Plain:        !own,
+		EtcCache:     b.etcCache(sr.etcKey),
 		Binds:        env.binds,
 		Devices:      env.devices,
 		Mounts:       env.mounts,

@@ -108,6 +108,25 @@ func (r *rootfs) plainEtc() error {
 // runner does osbuild-run's steps inside the new root, with the tools the
 // build tree has: ld.so.cache, sysusers, CA certificates, tmpfiles.
 func (r *rootfs) runner() error {
+	if !r.fromCache {
+		if err := r.etcSteps(); err != nil {
+			return err
+		}
+	}
+	if err := r.saveEtcCache(); err != nil {
+		return err
+	}
+	if p := findTool("systemd-tmpfiles"); p != "" {
+		// As osbuild: packages ask for directories owned by users that
+		// sysusers does not know; that is no reason to fail.
+		_ = tool(p, "--create")
+	}
+	return nil
+}
+
+// etcSteps are the runner's steps whose work is all in /etc: what
+// Config.EtcCache keeps.
+func (r *rootfs) etcSteps() error {
 	if p := findTool("ldconfig"); p != "" {
 		if err := tool(p); err != nil {
 			return err
@@ -118,15 +137,7 @@ func (r *rootfs) runner() error {
 			return err
 		}
 	}
-	if err := caCertificates(); err != nil {
-		return err
-	}
-	if p := findTool("systemd-tmpfiles"); p != "" {
-		// As osbuild: packages ask for directories owned by users that
-		// sysusers does not know; that is no reason to fail.
-		_ = tool(p, "--create")
-	}
-	return nil
+	return caCertificates()
 }
 
 var toolDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"}

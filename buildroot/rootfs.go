@@ -17,6 +17,9 @@ type rootfs struct {
 	cfg    *initConfig
 	mounts mounts // what the phases mount
 	root   int    // O_PATH fd of the new root, after phase "rootfs"
+	// fromCache: /etc came from Config.EtcCache; cacheBound: the empty
+	// cache is bound at etcCacheMount for the runner's steps to fill.
+	fromCache, cacheBound bool
 }
 
 func newRootfs(cfg *initConfig) *rootfs {
@@ -43,8 +46,12 @@ func (r *rootfs) phases() []phase {
 			// build tree's ld.so.conf) are still reachable.
 			phase{"etc", r.writeEtc},
 		)
-		if r.cfg.Plain {
+		switch {
+		case r.cfg.Plain:
 			ps[len(ps)-1] = phase{"etc", r.plainEtc}
+		case r.cfg.EtcCache != "" && etcCacheComplete(r.cfg.EtcCache):
+			r.fromCache = true
+			ps[len(ps)-1] = phase{"etc", r.etcFromCache}
 		}
 	}
 	ps = append(ps,
@@ -56,6 +63,7 @@ func (r *rootfs) phases() []phase {
 		phase{"binds", r.bindCaller},
 		// Filesystems on the devices, which may be under a bind's target.
 		phase{"mounts", func() error { return r.mountAll(r.mounts.fs) }},
+		phase{"etc-cache", r.bindEtcCache},
 		phase{"pivot", r.pivot},
 		phase{"network", r.network},
 		phase{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},

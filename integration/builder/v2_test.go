@@ -460,3 +460,35 @@ func TestV2Partscan(t *testing.T) {
 		t.Errorf("loop devices left: %v", loops)
 	}
 }
+
+// The runner's steps run once per build root and build: later stages get
+// a copy of the /etc they made (Config.EtcCache). What a stage reads from
+// that copy equals what it reads from an /etc made for it.
+func TestEtcCacheGivesTheSameEtc(t *testing.T) {
+	files := []string{"/etc/passwd", "/etc/group", "/etc/ld.so.cache", "/etc/hostname", "/etc/ssl/certs/ca-certificates.crt"}
+	read := func(order []int) map[string]string {
+		t.Helper()
+		var stages []obj
+		for _, i := range order {
+			stages = append(stages, stage("test.write", obj{"path": "f" + itoa(i), "from": files[i]}))
+		}
+		store := storeDir(t)
+		out := t.TempDir()
+		mustBuild(t, store, obj{"stages": stages, "assembler": stage("test.tar", obj{"filename": "t"})}, "--output-directory", out)
+		b, err := os.ReadFile(filepath.Join(out, "t"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]string{"all": string(b)}
+	}
+	// Each file read first (from a fresh /etc) in one build, and later
+	// (from the cache) in another.
+	fwd := read([]int{0, 1, 2, 3, 4})
+	rev := read([]int{4, 3, 2, 1, 0})
+	if fwd["all"] != rev["all"] {
+		t.Errorf("the stages read other files from a cached /etc than from a fresh one:\nfresh first: %.400q\nreversed:    %.400q", fwd["all"], rev["all"])
+	}
+	if !strings.Contains(fwd["all"], "root:x:0:0") || !strings.Contains(fwd["all"], "BEGIN CERTIFICATE") {
+		t.Errorf("the files read are not what the runner's steps make: %.300q", fwd["all"])
+	}
+}
