@@ -284,16 +284,7 @@ func (b *build) buildTree(ctx context.Context, p *manifest.Pipeline) (string, fu
 
 // stages runs what is not stored of p's stages, committing each.
 func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
-	if len(p.Stages) == 0 {
-		return nil
-	}
-	done := cachedPrefix(p.Stages, b.cached)
-	for _, st := range p.Stages[:done] {
-		if !b.told[st.ID] {
-			b.told[st.ID] = true
-			b.emit(Event{Type: EventStageCached, Path: st.Path, Name: st.Name, ID: st.ID})
-		}
-	}
+	done := b.skipCached(p)
 	if done == len(p.Stages) {
 		return nil
 	}
@@ -302,9 +293,33 @@ func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
 		return err
 	}
 	defer unmountRoot()
+	return b.runStages(ctx, p, done, func(st *manifest.Stage, tree string) error {
+		return b.runStage(ctx, st, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree})
+	})
+}
+
+// skipCached reports p's stored prefix as cached (once per stage) and
+// returns its length: up to the last stage whose tree is stored under its
+// cache key, as that tree holds the work of every stage before it.
+func (b *build) skipCached(p *manifest.Pipeline) int {
+	done := cachedPrefixByKey(p.Stages, b.cached)
+	for _, st := range p.Stages[:done] {
+		if !b.told[st.CacheKey] {
+			b.told[st.CacheKey] = true
+			b.emit(Event{Type: EventStageCached, Path: st.Path, Name: st.Name, ID: st.ID})
+		}
+	}
+	return done
+}
+
+// runStages runs p's stages from done on, each by run, on a copy-on-write
+// mount of the last stored stage's tree, committing the tree under the
+// stage's cache key after each: a cache point. Until a commit succeeds
+// the store is as it was before that stage.
+func (b *build) runStages(ctx context.Context, p *manifest.Pipeline, done int, run func(st *manifest.Stage, tree string) error) error {
 	base := ""
 	if done > 0 {
-		base = b.refs[p.Stages[done-1].ID]
+		base = b.refs[p.Stages[done-1].CacheKey]
 	}
 	tree, unmountTree, err := b.mount(ctx, "tree", client.MountRequest{Tree: base, Writable: true})
 	if err != nil {
@@ -314,16 +329,14 @@ func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
 	for _, st := range p.Stages[done:] {
 		start := time.Now()
 		b.emit(Event{Type: EventStageStarted, Path: st.Path, Name: st.Name, ID: st.ID})
-		if err := b.runStage(ctx, st, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree}); err != nil {
+		if err := run(st, tree); err != nil {
 			return b.failed(ctx, st, false, err)
 		}
-		// The stage's tree, stored under its ID: a cache point. Until this
-		// commit succeeds the store is as it was before the stage.
-		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.ID}})
+		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.CacheKey}})
 		if err != nil {
 			return b.failed(ctx, st, false, fmt.Errorf("commit the tree: %w", err))
 		}
-		b.refs[st.ID] = res.Tree
+		b.refs[st.CacheKey] = res.Tree
 		b.emit(Event{Type: EventStageFinished, Path: st.Path, Name: st.Name, ID: st.ID, Duration: time.Since(start).Seconds()})
 	}
 	return nil

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -122,13 +121,7 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 		return nil
 	}
 	b.v2done[p] = true
-	done := cachedPrefixByKey(p.Stages, b.cached)
-	for _, st := range p.Stages[:done] {
-		if !b.told[st.CacheKey] {
-			b.told[st.CacheKey] = true
-			b.emit(Event{Type: EventStageCached, Path: st.Path, Name: st.Name, ID: st.ID})
-		}
-	}
+	done := b.skipCached(p)
 	if done == len(p.Stages) {
 		return nil
 	}
@@ -160,15 +153,6 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 		}
 	}
 	defer unmountRoot()
-	base := ""
-	if done > 0 {
-		base = b.refs[p.Stages[done-1].CacheKey]
-	}
-	tree, unmountTree, err := b.mount(ctx, "tree", client.MountRequest{Tree: base, Writable: true})
-	if err != nil {
-		return err
-	}
-	defer unmountTree()
 	runner := ""
 	if p.Build != nil {
 		runner = p.Build.Runner
@@ -176,20 +160,9 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 	if runner == "" {
 		runner = HostRunnerName("")
 	}
-	for _, st := range p.Stages[done:] {
-		start := time.Now()
-		b.emit(Event{Type: EventStageStarted, Path: st.Path, Name: st.Name, ID: st.ID})
-		if err := b.runStageV2(ctx, st, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree}, runner); err != nil {
-			return b.failed(ctx, st, false, err)
-		}
-		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.CacheKey}})
-		if err != nil {
-			return b.failed(ctx, st, false, fmt.Errorf("commit the tree: %w", err))
-		}
-		b.refs[st.CacheKey] = res.Tree
-		b.emit(Event{Type: EventStageFinished, Path: st.Path, Name: st.Name, ID: st.ID, Duration: time.Since(start).Seconds()})
-	}
-	return nil
+	return b.runStages(ctx, p, done, func(st *manifest.Stage, tree string) error {
+		return b.runStageV2(ctx, st, stageRun{buildTree: root, etcKey: b.buildRootKey(p), tree: tree}, runner)
+	})
 }
 
 // stageEnv is what one format-2 stage run holds, released by release.
