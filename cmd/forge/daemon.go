@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -71,12 +73,27 @@ func runDaemonStop(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		return err
 	}
 	c.Close()
-	// The daemon stops serving once its mounts are gone; wait for that.
+	// The daemon stops serving once its mounts are gone, then closes the
+	// store (pebble writes as it closes) and exits: wait for the exit, so
+	// that whoever stopped it may then remove or move the store.
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err := c.Ping(ctx); err != nil {
+		if _, err := c.Ping(ctx); err != nil && !processExists(info.PID) {
 			fmt.Fprintf(e.stderr, "stopped daemon %d\n", info.PID)
 			return nil
 		}
 	}
 	return fmt.Errorf("daemon %d for store %s did not stop within 60s", info.PID, dir)
+}
+
+// processExists reports whether pid is a process that has not exited (a
+// zombie has: its files are closed).
+func processExists(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

@@ -156,13 +156,17 @@ func StageCommand(ctx context.Context, libdir, path string, args any) (*exec.Cmd
 }
 
 // StopDaemon stops the daemon of store, if one runs, with forge daemon
-// stop (SIGKILL by PID when that fails). It returns the daemon's PID, 0
-// when none answered.
+// stop, which returns once the daemon has exited (SIGKILL by PID when
+// that fails): the store can be removed then. It returns the daemon's
+// PID, 0 when none answered.
 func StopDaemon(t testing.TB, forge, store string) int {
 	t.Helper()
 	c := client.NewClient(store)
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Generous: on a loaded machine a ping that timed out left the
+	// daemon running, and it wrote into the store while the test's
+	// cleanup removed it ("directory not empty").
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	info, err := c.Ping(ctx)
 	if err != nil {
