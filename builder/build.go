@@ -326,13 +326,17 @@ func (b *build) runStages(ctx context.Context, p *manifest.Pipeline, done int, r
 		return err
 	}
 	defer unmountTree()
+	clamp, err := p.ClampMtime()
+	if err != nil {
+		return err
+	}
 	for _, st := range p.Stages[done:] {
 		start := time.Now()
 		b.emit(Event{Type: EventStageStarted, Path: st.Path, Name: st.Name, ID: st.ID})
 		if err := run(st, tree); err != nil {
 			return b.failed(ctx, st, false, err)
 		}
-		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.CacheKey}})
+		res, err := b.c.Commit(ctx, client.CommitRequest{Mountpoint: client.Path(tree), Refs: []string{st.CacheKey}, ClampMtime: clamp})
 		if err != nil {
 			return b.failed(ctx, st, false, fmt.Errorf("commit the tree: %w", err))
 		}

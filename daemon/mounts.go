@@ -64,6 +64,25 @@ func (c casWriter) PutNode(n *node.Node) (digest.Hash, error)     { return c.w.P
 func (c casWriter) Commit(tree digest.Hash, refs ...string) error { return c.w.Commit(tree, refs...) }
 func (c casWriter) Close() error                                  { return nil }
 
+// clampWriter stores no modification time later than epoch: what a
+// commit with CommitRequest.ClampMtime puts. Clamping at PutNode reaches
+// exactly the nodes the commit stores anew (changed files and the
+// directories above them), whichever kind of mount commits, and the hash
+// the commit records is the clamped node's.
+type clampWriter struct {
+	fusefs.Writer
+	epoch int64
+}
+
+func (c clampWriter) PutNode(n *node.Node) (digest.Hash, error) {
+	if n.MtimeSec > c.epoch || (n.MtimeSec == c.epoch && n.MtimeNsec > 0) {
+		clamped := *n
+		clamped.MtimeSec, clamped.MtimeNsec = c.epoch, 0
+		n = &clamped
+	}
+	return c.Writer.PutNode(n)
+}
+
 // The daemon records its mounts in <store>/mounts.json, so that after a
 // SIGKILL the next daemon can find the dead ones (ENOTCONN for every user)
 // and detach them.
@@ -408,6 +427,9 @@ func (d *Daemon) commit(ctx context.Context, body []byte, _ func(client.Event) e
 			return nil, err
 		}
 		writers = append(writers, w)
+		if req.ClampMtime != nil {
+			return clampWriter{casWriter{w}, *req.ClampMtime}, nil
+		}
 		return casWriter{w}, nil
 	}, req.Refs...)
 	if err != nil {

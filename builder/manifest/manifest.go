@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"strconv"
 
 	"github.com/forge-build/forge/builder/pyjson"
 )
@@ -71,6 +73,27 @@ type Pipeline struct {
 	// "" when absent: SOURCE_DATE_EPOCH for its stages, and part of
 	// their IDs.
 	SourceEpoch string
+}
+
+// ClampMtime is the time no modification time of the pipeline's stored
+// trees may exceed, its source-epoch (nil when it has none): with it, two
+// builds of the pipeline store the same trees, though their stages ran at
+// different times.
+func (p *Pipeline) ClampMtime() (*int64, error) {
+	if p.SourceEpoch == "" {
+		return nil, nil
+	}
+	e, err := strconv.ParseInt(p.SourceEpoch, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %s: source-epoch %s: %w", p.Path, p.SourceEpoch, err)
+	}
+	return &e, nil
+}
+
+// fitsInt64 says whether the decimal digits s fit an int64.
+func fitsInt64(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
 }
 
 // Build is a pipeline's build root.

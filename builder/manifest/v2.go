@@ -273,7 +273,7 @@ func (l *loaderV2) pipeline(v *pyjson.Value, path string) {
 		switch {
 		case e.Kind != pyjson.Int:
 			pr.add(join(path, "source-epoch"), nil, "want an integer (seconds since 1970), got %s", e.Kind)
-		case strings.HasPrefix(e.Int, "-") || len(e.Int) > 19:
+		case strings.HasPrefix(e.Int, "-") || !fitsInt64(e.Int):
 			// SOURCE_DATE_EPOCH is a non-negative time_t.
 			pr.add(join(path, "source-epoch"), nil, "%s is out of range: want 0 to %d", e.Int, int64(math.MaxInt64))
 		default:

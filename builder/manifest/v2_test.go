@@ -74,6 +74,7 @@ func TestV2Errors(t *testing.T) {
 		{"raw build unknown", `{"version": "2", "pipelines": [{"name": "a", "build": "abc"}]}`, "pipelines[0].build", "neither"},
 		{"source-epoch string", `{"version": "2", "pipelines": [{"name": "a", "source-epoch": "yesterday"}]}`, "pipelines[0].source-epoch", "want an integer"},
 		{"source-epoch negative", `{"version": "2", "pipelines": [{"name": "a", "source-epoch": -1}]}`, "pipelines[0].source-epoch", "out of range"},
+		{"source-epoch past int64", `{"version": "2", "pipelines": [{"name": "a", "source-epoch": 9999999999999999999}]}`, "pipelines[0].source-epoch", "out of range"},
 		{"stage without type", `{"version": "2", "pipelines": [{"name": "a", "stages": [{}]}]}`, "pipelines[0].stages[0].type", "missing"},
 		{"stage type with slash", `{"version": "2", "pipelines": [{"name": "a", "stages": [{"type": "../x"}]}]}`, "pipelines[0].stages[0].type", "'/'"},
 		{"stage unknown key", `{"version": "2", "pipelines": [{"name": "a", "stages": [{"type": "t", "name": "x"}]}]}`, "pipelines[0].stages[0].name", "unknown key"},

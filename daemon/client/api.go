@@ -289,6 +289,15 @@ type ComposeEntry struct {
 type CommitRequest struct {
 	Mountpoint Path     `json:"mountpoint"`
 	Refs       []string `json:"refs,omitempty"`
+	// ClampMtime, when set, is a time in seconds since the epoch that no
+	// stored modification time of what this commit writes may exceed:
+	// later ones are stored as it (SOURCE_DATE_EPOCH's "clamping", as
+	// tar --clamp-mtime does). It makes two builds of one pipeline with a
+	// source-epoch store the same tree, though the stages ran at
+	// different times. Only what the commit stores anew is clamped, so
+	// a tree's unchanged part keeps its times; the mount's own files keep
+	// theirs until it is unmounted.
+	ClampMtime *int64 `json:"clamp_mtime,omitempty"`
 }
 
 // CommitResult is the committed tree.
