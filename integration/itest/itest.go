@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/forge-build/forge/daemon/client"
+	"github.com/forge-build/forge/internal/aptmirror"
 	"github.com/forge-build/forge/internal/mountinfo"
 )
 
@@ -240,4 +241,26 @@ func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// DebianMirror returns the host's apt mirror for suite, failing t unless
+// the tools are on PATH (scripts/install-deps test installs them) and the
+// mirror answers.
+func DebianMirror(t testing.TB, suite string, tools ...string) string {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("needs %s (scripts/install-deps test installs it): %v", tool, err)
+		}
+	}
+	mirror, from, err := aptmirror.Find("/", suite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := aptmirror.Check(ctx, mirror, suite); err != nil {
+		t.Fatalf("the host's Debian mirror (from %s) does not answer: %v", from, err)
+	}
+	return mirror
 }

@@ -11,6 +11,9 @@
 // resolve the mirror. Afterwards, whatever happened, the mounts are gone
 // and the tree's own policy-rc.d and resolv.conf (a file, a symlink, or
 // none) are back.
+//
+// With inputs "packages" and "index" (package debrepo) it installs from
+// those alone: see pinned.go.
 package apt
 
 import (
@@ -24,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/forge-build/forge/stages/chroot"
+	"github.com/forge-build/forge/stages/debrepo"
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -105,6 +109,13 @@ func Run(ctx context.Context, a stage.Args) (err error) {
 	o, err := parseOptions(a.Options)
 	if err != nil {
 		return err
+	}
+	in, pinned, err := debrepo.FromArgs(a)
+	if err != nil {
+		return err
+	}
+	if pinned {
+		return runPinned(ctx, a.Tree, o, in)
 	}
 	// Only a hint for a clear error: the chroot resolves the real path.
 	if _, err := os.Lstat(filepath.Join(a.Tree, aptGet)); err != nil {

@@ -325,13 +325,53 @@ func (c *Chroot) removeCreated() error {
 // (debconf, dpkg), the C locale (the only one a fresh tree has), a root
 // PATH.
 func Env() []string {
-	return []string{
+	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root",
 		"LC_ALL=C",
 		"DEBIAN_FRONTEND=noninteractive",
 		"DEBCONF_NONINTERACTIVE_SEEN=true",
 	}
+	// The pipeline's source-epoch: Debian's tools (mkinitramfs, shadow's
+	// last-change days, man-db) make their output reproducible with it.
+	if e, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok {
+		env = append(env, "SOURCE_DATE_EPOCH="+e)
+	}
+	return env
+}
+
+// PrivateDir mounts an empty tmpfs on the tree's top-level directory rel
+// (like "run") until Teardown, hiding what the tree has there, and
+// returns its path. It is the caller's own filesystem: plain paths below
+// it are safe, whatever the tree holds.
+func (c *Chroot) PrivateDir(rel string) (string, error) {
+	if strings.Contains(rel, "/") {
+		return "", fmt.Errorf("chroot: private directory %q: want a top-level directory of the tree", rel)
+	}
+	rootFD, err := openRootDir(c.root)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(rootFD)
+	if err := c.mountAt(rootFD, rel, "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return "", err
+	}
+	return filepath.Join(c.root, rel), nil
+}
+
+// BindReadOnly mounts the directory source read-only on the tree's
+// directory rel until Teardown. rel must exist; it is resolved without
+// following symlinks.
+func (c *Chroot) BindReadOnly(source, rel string) error {
+	rootFD, err := openRootDir(c.root)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFD)
+	if err := c.mountAt(rootFD, rel, source, "", unix.MS_BIND, ""); err != nil {
+		return err
+	}
+	return c.mountAt(rootFD, rel, "", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 // hostResolvConf is the caller's resolver configuration: in a buildroot,

@@ -13,6 +13,14 @@
 // so org.osbuild.apt can install into it with or without an update. Like the tools, it keeps
 // the copies of the build root's /etc/resolv.conf and /etc/hostname
 // the tools put into the tree; later stages set them.
+//
+// With inputs "packages" and "index" (package debrepo: the pinned .debs
+// and the archive's stanzas for them, as samples/gen-manifest writes
+// them) it installs those and nothing else, from a local repository,
+// without the network: the tree is then the same as one made from the
+// mirror, its apt sources naming the mirror, but with no package lists
+// (they would be the local repository's) and no /etc/resolv.conf (the
+// build host's, which has no business in a reproducible tree).
 package mmdebstrap
 
 import (
@@ -26,6 +34,7 @@ import (
 	"strings"
 
 	"github.com/forge-build/forge/stages/chroot"
+	"github.com/forge-build/forge/stages/debrepo"
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -42,9 +51,25 @@ func Run(ctx context.Context, a stage.Args) error {
 	if err != nil {
 		return err
 	}
-	argv, err := toolArgs(t, o, a.Tree)
+	in, pinned, err := debrepo.FromArgs(a)
 	if err != nil {
 		return err
+	}
+	var argv []string
+	if pinned {
+		if t != toolMmdebstrap {
+			return fmt.Errorf("the stage's %q and %q inputs need mmdebstrap, which the build root lacks (it has only debootstrap)", debrepo.PackagesInput, debrepo.IndexInput)
+		}
+		repo, err := makeRepo(in, o)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(repo)
+		argv = pinnedArgs(o, a.Tree, repo)
+	} else {
+		if argv, err = toolArgs(t, o, a.Tree); err != nil {
+			return err
+		}
 	}
 	argv[0] = path
 	if err := bootstrap(ctx, a.Tree, argv); err != nil {
@@ -56,6 +81,31 @@ func Run(ctx context.Context, a stage.Args) error {
 		}
 	}
 	return checkSources(a.Tree, o.Mirror)
+}
+
+// makeRepo writes the local repository of the stage's pinned packages
+// in a new directory of the build root's /tmp, with the tree's apt
+// sources beside it, and returns the directory.
+func makeRepo(in debrepo.Inputs, o Options) (dir string, err error) {
+	dir, err = os.MkdirTemp("", "forge-repo-")
+	if err != nil {
+		return "", fmt.Errorf("local repository: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := in.Write(dir, o.Suite); err != nil {
+		return "", fmt.Errorf("local repository: %w", err)
+	}
+	if err := os.Symlink(in.Dir, filepath.Join(dir, debrepo.FilesDir)); err != nil {
+		return "", fmt.Errorf("local repository: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, treeSourcesName), []byte(treeSources(o)), 0o644); err != nil {
+		return "", fmt.Errorf("local repository: %w", err)
+	}
+	return dir, nil
 }
 
 // checkEmpty wants the tree empty: the tools make a tree from nothing.

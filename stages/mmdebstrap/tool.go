@@ -3,8 +3,10 @@ package mmdebstrap
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/forge-build/forge/stages/debrepo"
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -55,6 +57,40 @@ func mmdebstrapArgs(o Options, tree string) []string {
 		args = append(args, "--skip="+s)
 	}
 	return append(args, o.Suite, tree, o.Mirror)
+}
+
+// treeSourcesName is the file of the local repository's directory that
+// holds the tree's apt sources, uploaded into the tree by a hook.
+const treeSourcesName = "tree-sources.list"
+
+// treeSources is the sources.list mmdebstrap writes for the mirror, which
+// a tree made from pinned packages gets too.
+func treeSources(o Options) string {
+	return fmt.Sprintf("deb %s %s %s\n", o.Mirror, o.Suite, strings.Join(o.Components, " "))
+}
+
+// pinnedArgs are mmdebstrap's arguments for o from the local repository
+// at repo (see makeRepo). The default cleanups run, package lists
+// included; hooks put the mirror into the tree's sources and drop the
+// build host's resolv.conf.
+func pinnedArgs(o Options, tree, repo string) []string {
+	args := []string{
+		"mmdebstrap",
+		"--mode=root",
+		"--format=directory",
+		"--variant=" + o.Variant,
+	}
+	if len(o.Architectures) > 0 {
+		args = append(args, "--architectures="+strings.Join(o.Architectures, ","))
+	}
+	if len(o.Packages) > 0 {
+		args = append(args, "--include="+strings.Join(o.Packages, ","))
+	}
+	args = append(args,
+		"--customize-hook=upload "+filepath.Join(repo, treeSourcesName)+" /etc/apt/sources.list",
+		`--customize-hook=rm -f "$1/etc/resolv.conf"`,
+	)
+	return append(args, o.Suite, tree, debrepo.SourcesLine(repo))
 }
 
 // debootstrapVariants maps mmdebstrap's variants onto debootstrap's
