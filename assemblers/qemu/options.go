@@ -9,6 +9,8 @@ import (
 
 	"github.com/forge-build/forge/assemblers/internal/diskfs"
 	"github.com/forge-build/forge/assemblers/internal/outfile"
+	"github.com/forge-build/forge/internal/grubpc"
+	"github.com/forge-build/forge/internal/qemuimg"
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -57,12 +59,6 @@ type Bootloader struct {
 // Formats are the output formats: osbuild's list.
 var Formats = []string{"raw", "raw.xz", "qcow2", "vdi", "vmdk", "vpc", "vhdx"}
 
-// VMDKSubformats are the values of vmdk_subformat.
-var VMDKSubformats = []string{"monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "streamOptimized"}
-
-// qcow2Compats are the compat levels qemu-img knows.
-var qcow2Compats = []string{"0.10", "1.1", "v2", "v3"}
-
 // MinSize is the smallest disk accepted: 1 MiB for the partition table
 // and GRUB's core.img, 1 MiB for a filesystem.
 const MinSize = 2 << 20
@@ -103,11 +99,11 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 	if *o.Size < MinSize {
 		return o, stage.OptionError("size", "%d bytes is too small for GRUB before a partition at 1 MiB and a filesystem in it (at least %d)", *o.Size, MinSize)
 	}
-	if o.QCOW2Compat != "" && !slices.Contains(qcow2Compats, o.QCOW2Compat) {
-		return o, stage.OptionError("qcow2_compat", "%q is not one of %s", o.QCOW2Compat, strings.Join(qcow2Compats, ", "))
+	if o.QCOW2Compat != "" && !slices.Contains(qemuimg.QCOW2Compats, o.QCOW2Compat) {
+		return o, stage.OptionError("qcow2_compat", "%q is not one of %s", o.QCOW2Compat, strings.Join(qemuimg.QCOW2Compats, ", "))
 	}
-	if o.VMDKSubformat != "" && !slices.Contains(VMDKSubformats, o.VMDKSubformat) {
-		return o, stage.OptionError("vmdk_subformat", "%q is not one of %s", o.VMDKSubformat, strings.Join(VMDKSubformats, ", "))
+	if o.VMDKSubformat != "" && !slices.Contains(qemuimg.VMDKSubformats, o.VMDKSubformat) {
+		return o, stage.OptionError("vmdk_subformat", "%q is not one of %s", o.VMDKSubformat, strings.Join(qemuimg.VMDKSubformats, ", "))
 	}
 
 	switch o.PTType {
@@ -167,10 +163,10 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 		return o, stage.OptionError("bootloader", "type %q is not one of grub2, zipl", o.Bootloader.Type)
 	}
 	if o.Bootloader.Platform == "" {
-		o.Bootloader.Platform = grubPlatform
+		o.Bootloader.Platform = grubpc.Platform
 	}
-	if o.Bootloader.Platform != grubPlatform {
-		return o, stage.OptionError("bootloader", "platform %q is not supported: forge installs GRUB for %s only", o.Bootloader.Platform, grubPlatform)
+	if o.Bootloader.Platform != grubpc.Platform {
+		return o, stage.OptionError("bootloader", "platform %q is not supported: forge installs GRUB for %s only", o.Bootloader.Platform, grubpc.Platform)
 	}
 	return o, nil
 }

@@ -29,8 +29,10 @@
 // partition to a BIOS drive: grub-mkimage builds core.img with the modules
 // to read the partition table and the filesystem of /boot, boot.img's code
 // goes in sector 0 before the partition table and core.img from sector 1,
-// each patched to find the next (see BootCode and PatchCore). GRUB's
-// modules and grub.cfg are the tree's, under /boot/grub.
+// each patched to find the next (package grubpc, which the stage
+// org.osbuild.grub2.inst shares). GRUB's modules and grub.cfg are the
+// tree's, under /boot/grub. The conversion's qemu-img options are package
+// qemuimg's, shared with the stage org.osbuild.qemu.
 //
 // The filesystems are made and filled through loop devices from loopd over
 // each partition's byte range (package diskfs): the kernel's partition
@@ -42,11 +44,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/forge-build/forge/assemblers/internal/command"
 	"github.com/forge-build/forge/assemblers/internal/diskfs"
 	"github.com/forge-build/forge/assemblers/internal/outfile"
+	"github.com/forge-build/forge/internal/qemuimg"
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -167,26 +169,14 @@ func convert(ctx context.Context, raw, outputDir string, o Options) (err error) 
 }
 
 // qemuImgArgs are qemu-img's arguments before the source and the target:
-// osbuild's for each format.
+// osbuild's for each format, from the format-1 options that name them.
 func qemuImgArgs(o Options) []string {
-	args := []string{"convert", "-O", o.Format}
-	switch o.Format {
-	case "qcow2":
-		args = append(args, "-c")
-		if o.QCOW2Compat != "" {
-			args = append(args, "-o", "compat="+o.QCOW2Compat)
-		}
-	case "vmdk":
-		// osbuild compresses every VMDK, but qemu-img refuses to for the
-		// flat subformats, which have nothing to compress.
-		if !strings.HasSuffix(o.VMDKSubformat, "Flat") {
-			args = append(args, "-c")
-		}
-		if o.VMDKSubformat != "" {
-			args = append(args, "-o", "subformat="+o.VMDKSubformat)
-		}
-	case "vpc":
-		args = append(args, "-o", "subformat=fixed,force_size")
+	f := qemuimg.Format{Type: o.Format}
+	if o.QCOW2Compat != "" && o.Format == "qcow2" {
+		f.Compat = &o.QCOW2Compat
 	}
-	return args
+	if o.VMDKSubformat != "" && o.Format == "vmdk" {
+		f.Subformat = &o.VMDKSubformat
+	}
+	return f.ConvertArgs("")
 }

@@ -14,12 +14,14 @@ import (
 	"github.com/forge-build/forge/stages/copy"
 	"github.com/forge-build/forge/stages/fstab"
 	"github.com/forge-build/forge/stages/grub2"
+	"github.com/forge-build/forge/stages/grub2inst"
 	"github.com/forge-build/forge/stages/hostname"
 	"github.com/forge-build/forge/stages/locale"
 	"github.com/forge-build/forge/stages/mkdir"
 	"github.com/forge-build/forge/stages/mkfs"
 	"github.com/forge-build/forge/stages/mmdebstrap"
 	"github.com/forge-build/forge/stages/noop"
+	qemustage "github.com/forge-build/forge/stages/qemu"
 	"github.com/forge-build/forge/stages/script"
 	"github.com/forge-build/forge/stages/sfdisk"
 	"github.com/forge-build/forge/stages/stage"
@@ -36,6 +38,7 @@ func stages() []stage.Stage {
 		{Name: "org.osbuild.copy", Kind: stage.KindStage, Run: copy.Run, MetaJSON: copy.Meta},
 		{Name: "org.osbuild.fstab", Kind: stage.KindStage, Run: fstab.Run, MetaJSON: fstab.Meta},
 		{Name: "org.osbuild.grub2", Kind: stage.KindStage, Run: grub2.Run, MetaJSON: grub2.Meta},
+		{Name: "org.osbuild.grub2.inst", Kind: stage.KindStage, Run: grub2inst.Run, MetaJSON: grub2inst.Meta},
 		{Name: "org.osbuild.hostname", Kind: stage.KindStage, Run: hostname.Run, MetaJSON: hostname.Meta},
 		{Name: "org.osbuild.locale", Kind: stage.KindStage, Run: locale.Run, MetaJSON: locale.Meta},
 		{Name: "org.osbuild.mkdir", Kind: stage.KindStage, Run: mkdir.Run, MetaJSON: mkdir.Meta},
@@ -43,6 +46,8 @@ func stages() []stage.Stage {
 		{Name: "org.osbuild.mkfs.fat", Kind: stage.KindStage, Run: mkfs.RunFAT, MetaJSON: mkfs.MetaFAT},
 		{Name: "org.osbuild.mmdebstrap", Kind: stage.KindStage, Run: mmdebstrap.Run, MetaJSON: mmdebstrap.Meta},
 		{Name: "org.osbuild.noop", Kind: stage.KindStage, Run: noop.Run, MetaJSON: noop.Meta},
+		// The format-2 stage; the format-1 assembler of that name is below.
+		{Name: "org.osbuild.qemu", Kind: stage.KindStage, Run: qemustage.Run, MetaJSON: qemustage.Meta},
 		{Name: "org.osbuild.script", Kind: stage.KindStage, Run: script.Run, MetaJSON: script.Meta},
 		{Name: "org.osbuild.sfdisk", Kind: stage.KindStage, Run: sfdisk.Run, MetaJSON: sfdisk.Meta},
 		{Name: "org.osbuild.systemd", Kind: stage.KindStage, Run: systemd.Run, MetaJSON: systemd.Meta},

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +16,11 @@ import (
 
 // format2Only are the stages that need format 2's devices, inputs or
 // mounts; their meta.json has no format-1 "schema", as in osbuild.
-var format2Only = []string{"org.osbuild.copy", "org.osbuild.mkfs.ext4", "org.osbuild.mkfs.fat", "org.osbuild.sfdisk"}
+var format2Only = []string{"org.osbuild.copy", "org.osbuild.mkfs.ext4", "org.osbuild.mkfs.fat", "org.osbuild.qemu", "org.osbuild.sfdisk"}
+
+// key names a stage or an assembler: "stages/NAME", "assemblers/NAME".
+// A stage and an assembler may share a name (org.osbuild.qemu).
+func key(s stage.Stage) string { return string(s.Kind) + "/" + s.Name }
 
 // TestMeta checks every stage's and assembler's meta.json against what
 // osbuild's meta.py reads: summary, description as lines, and the
@@ -22,11 +28,11 @@ var format2Only = []string{"org.osbuild.copy", "org.osbuild.mkfs.ext4", "org.osb
 func TestMeta(t *testing.T) {
 	seen := map[string]bool{}
 	for _, s := range stages() {
-		t.Run(s.Name, func(t *testing.T) {
-			if seen[s.Name] {
+		t.Run(key(s), func(t *testing.T) {
+			if seen[key(s)] {
 				t.Fatal("listed twice")
 			}
-			seen[s.Name] = true
+			seen[key(s)] = true
 			if len(s.MetaJSON) == 0 {
 				t.Fatal("no meta.json")
 			}
@@ -81,7 +87,8 @@ type schemaCase struct {
 
 // schemaCases are, per stage, options it accepts and options it refuses
 // (the part a schema can see), each as format 2 and, where the stage has
-// a format-1 schema, format 1.
+// a format-1 schema, format 1. A name that is both a stage's and an
+// assembler's is keyed "stages/NAME" or "assemblers/NAME".
 var schemaCases = map[string]struct{ valid, invalid []string }{
 	"org.osbuild.apt": {
 		valid:   []string{`{"packages": ["vim", "linux-image-amd64"], "recommends": false, "update": true, "clean": true}`},
@@ -140,7 +147,42 @@ var schemaCases = map[string]struct{ valid, invalid []string }{
 		valid:   []string{`{"users": {"forge": {"uid": 1000, "gid": 1000, "groups": ["sudo"], "home": "/home/forge", "shell": "/bin/bash", "password": "$6$x", "keys": ["ssh-ed25519 AAAA"], "expiredate": -1, "force_password_reset": true}, "svc": {}}}`},
 		invalid: []string{`{}`, `{"users": {"bad name!": {}}}`, `{"users": {"forge": {"uid": -1}}}`, `{"users": {"forge": {"uid": 1.5}}}`, `{"users": {"forge": {"admin": true}}}`},
 	},
-	"org.osbuild.qemu": {
+	// osbuild's manifests (fedora-boot, el7-qcow2), and what its schema
+	// lets through that the stage refuses when it runs (platforms other
+	// than i386-pc, 4096-byte sectors, a fractional partition number).
+	"org.osbuild.grub2.inst": {
+		valid: []string{
+			`{"filename": "disk.img", "platform": "i386-pc", "location": 2048, "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"},
+			  "prefix": {"type": "partition", "partlabel": "gpt", "number": 2, "path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "location": 2050048, "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "xfs", "binary": "grub-mkimage"},
+			  "prefix": {"type": "partition", "partlabel": "gpt", "number": 1, "path": "/grub2"}}`,
+			`{"filename": "/disk.img", "platform": "i386-pc", "location": 1, "sector-size": 512, "core": {"type": "mkimage", "partlabel": "dos", "filesystem": "ext4"},
+			  "prefix": {"path": "/boot/grub"}}`,
+			`{"filename": "images/eltorito.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "iso9660"}, "prefix": {"path": "/boot/grub2"}}`,
+			`{"filename": "disk.img", "platform": "powerpc-ieee1275", "location": 2048, "sector-size": 4096, "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "btrfs"},
+			  "prefix": {"type": "partition", "partlabel": "gpt", "number": 1.5, "path": "x/y"}}`,
+		},
+		invalid: []string{
+			`{"platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "grub-mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "mbr", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "vfat"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4", "modules": []}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"partlabel": "gpt", "number": 1, "path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"type": "partition", "partlabel": "gpt", "number": "1", "path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2", "number": 1}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "location": 1.5, "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "location": "2048", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "sector-size": "512", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+			`{"filename": "disk.img", "platform": "i386-pc", "device": "disk", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4"}, "prefix": {"path": "/grub2"}}`,
+		},
+	},
+	"assemblers/org.osbuild.qemu": {
 		valid: []string{`{"format": "qcow2", "filename": "disk.qcow2", "ptuuid": "0x14fc63d2", "size": 2147483648, "root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75"}`,
 			`{"format": "raw", "filename": "disk.raw", "ptuuid": "0x14fc63d2", "size": 2147483648, "pttype": "mbr", "partitions": [
 			  {"bootable": true, "start": 2048, "type": "83", "filesystem": {"type": "ext4", "uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "mountpoint": "/"}}]}`},
@@ -194,6 +236,37 @@ var format2Cases = map[string]struct{ valid, invalid []string }{
 			`{"options": {"label": "gpt"}, "devices": {"device": {"type": "org.osbuild.loopback"}}}`,
 			`{"options": {"label": "gpt", "uuid": "u", "partitions": [{"attrs": [64]}]}}`,
 			`{"options": {"label": "gpt", "uuid": "u", "partitions": [{"filesystem": "ext4"}]}}`},
+	},
+	"stages/org.osbuild.qemu": {
+		valid: []string{
+			`{"inputs": {"image": {"type": "org.osbuild.files", "origin": "org.osbuild.pipeline", "references": {"name:image": {"file": "disk.img"}}}},
+			  "options": {"filename": "disk.qcow2", "format": {"type": "qcow2", "compat": "1.1", "compression": false}}}`,
+			`{"inputs": {"image": {"type": "org.osbuild.files", "origin": "org.osbuild.pipeline", "references": ["name:image"]}},
+			  "options": {"filename": "disk.vmdk", "format": {"type": "vmdk", "adapter_type": "legacyESX", "compat6": true, "compression": true, "subformat": "streamOptimized"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.vhd", "format": {"type": "vpc", "subformat": "dynamic", "force_size": false}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.vdi", "format": {"type": "vdi"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.vhdx", "format": {"type": "vhdx"}}}`,
+			// Any string, for osbuild: qemu-img refuses it when the stage runs.
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2", "compat": "2.0"}}}`,
+			// No inputs at all, for osbuild's schema too: the stage refuses
+			// to run without its image.
+			`{"options": {"filename": "disk.qcow2", "format": {"type": "qcow2"}}}`,
+		},
+		invalid: []string{
+			`{"inputs": {"tree": {}}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2"}}}`,
+			`{"inputs": {"image": {}, "tree": {}}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2"}}}`,
+			`{"inputs": {"image": []}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.qcow2"}}`,
+			`{"inputs": {"image": {}}, "options": {"format": {"type": "qcow2"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.raw", "format": {"type": "raw"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2", "subformat": "fixed"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2", "compression": "yes"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.vmdk", "format": {"type": "vmdk", "adapter_type": "scsi"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.vhd", "format": {"type": "vpc", "subformat": "monolithicSparse"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.vdi", "format": {"type": "vdi", "compat": "1.1"}}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.qcow2", "format": "qcow2"}}`,
+			`{"inputs": {"image": {}}, "options": {"filename": "disk.qcow2", "format": {"type": "qcow2"}, "size": 1}}`,
+		},
 	},
 	// Only stages whose schema_2 says so take inputs.
 	"org.osbuild.hostname": {
@@ -258,20 +331,14 @@ func haveJSONSchema(t *testing.T) {
 // what a stage takes.
 func TestSchemas(t *testing.T) {
 	haveJSONSchema(t)
-	byName := map[string]stage.Stage{}
-	for _, s := range stages() {
-		byName[s.Name] = s
-	}
+	lookup := stageLookup(t)
 	var cases []schemaCase
 	add := func(name, version string, module string, valid bool) {
-		s, ok := byName[name]
-		if !ok {
-			t.Fatalf("no stage %s", name)
-		}
-		cases = append(cases, schemaCase{Name: name, Kind: string(s.Kind), Version: version, Module: json.RawMessage(module), Valid: valid, Meta: s.MetaJSON})
+		s := lookup(name)
+		cases = append(cases, schemaCase{Name: s.Name, Kind: string(s.Kind), Version: version, Module: json.RawMessage(module), Valid: valid, Meta: s.MetaJSON})
 	}
 	for name, c := range schemaCases {
-		s := byName[name]
+		s := lookup(name)
 		for _, valid := range []bool{true, false} {
 			list := c.valid
 			if !valid {
@@ -295,14 +362,61 @@ func TestSchemas(t *testing.T) {
 		}
 	}
 	// Every stage has a case.
-	for name := range byName {
-		_, ok1 := schemaCases[name]
-		_, ok2 := format2Cases[name]
-		if !ok1 && !ok2 {
-			t.Errorf("%s: no schema test cases", name)
+	for _, s := range stages() {
+		has := false
+		for _, k := range []string{s.Name, key(s)} {
+			_, ok1 := schemaCases[k]
+			_, ok2 := format2Cases[k]
+			has = has || ok1 || ok2
+		}
+		if !has {
+			t.Errorf("%s: no schema test cases", key(s))
 		}
 	}
 
+	results := validate(t, cases)
+	for i, c := range cases {
+		r := results[i]
+		what := fmt.Sprintf("%s (format %s) %s", c.Name, c.Version, c.Module)
+		switch {
+		case strings.HasPrefix(r, "bad schema"):
+			t.Errorf("%s: %s", c.Name, r)
+		case c.Valid && r != "ok":
+			t.Errorf("%s: refused: %s", what, r)
+		case !c.Valid && r == "ok":
+			t.Errorf("%s: accepted, want refused", what)
+		}
+	}
+}
+
+// stageLookup returns the stage or assembler of a test case's key: NAME,
+// or KIND/NAME for a name both a stage and an assembler have.
+func stageLookup(t *testing.T) func(k string) stage.Stage {
+	byKey, byName := map[string]stage.Stage{}, map[string][]stage.Stage{}
+	for _, s := range stages() {
+		byKey[key(s)] = s
+		byName[s.Name] = append(byName[s.Name], s)
+	}
+	return func(k string) stage.Stage {
+		t.Helper()
+		if s, ok := byKey[k]; ok {
+			return s
+		}
+		switch found := byName[k]; len(found) {
+		case 0:
+			t.Fatalf("no stage %s", k)
+		case 1:
+			return found[0]
+		default:
+			t.Fatalf("%s is a stage and an assembler: key its cases stages/%s or assemblers/%s", k, k, k)
+		}
+		return stage.Stage{}
+	}
+}
+
+// validate runs validateScript on the cases and returns its lines.
+func validate(t *testing.T, cases []schemaCase) []string {
+	t.Helper()
 	in, err := json.Marshal(cases)
 	if err != nil {
 		t.Fatal(err)
@@ -319,16 +433,109 @@ func TestSchemas(t *testing.T) {
 	if len(results) != len(cases) {
 		t.Fatalf("%d results for %d cases:\n%s", len(results), len(cases), out)
 	}
-	for i, c := range cases {
-		r := results[i]
-		what := fmt.Sprintf("%s (format %s) %s", c.Name, c.Version, c.Module)
-		switch {
-		case strings.HasPrefix(r, "bad schema"):
-			t.Errorf("%s: %s", c.Name, r)
-		case c.Valid && r != "ok":
-			t.Errorf("%s: refused: %s", what, r)
-		case !c.Valid && r == "ok":
-			t.Errorf("%s: accepted, want refused", what)
+	return results
+}
+
+// osbuildSrc is an osbuild checkout, where there is one (see
+// internal/jsonschema's conformance test).
+const osbuildSrc = "/var/tmp/osbuild-src"
+
+// sameAsOsbuild are stages whose meta.json forge wrote for osbuild's
+// options: their schemas must accept what osbuild's accept, and refuse
+// what they refuse.
+var sameAsOsbuild = []string{"stages/org.osbuild.grub2.inst", "stages/org.osbuild.qemu"}
+
+// TestSchemasAgreeWithOsbuild validates each case of those stages, and
+// each of their stages in osbuild's own test manifests, against forge's
+// meta.json and against osbuild's, and wants the same answer from both
+// (and "ok" for osbuild's manifests).
+func TestSchemasAgreeWithOsbuild(t *testing.T) {
+	haveJSONSchema(t)
+	if _, err := os.Stat(filepath.Join(osbuildSrc, "stages")); err != nil {
+		t.Skipf("no osbuild checkout at %s", osbuildSrc)
+	}
+	lookup := stageLookup(t)
+	type origin struct {
+		what    string
+		fromRun bool // a stage of one of osbuild's manifests
+	}
+	var cases []schemaCase
+	var origins []origin
+	add := func(s stage.Stage, version, module, what string, fromRun bool) {
+		osb, err := os.ReadFile(filepath.Join(osbuildSrc, string(s.Kind), s.Name+".meta.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, meta := range [][]byte{s.MetaJSON, osb} {
+			cases = append(cases, schemaCase{Name: s.Name, Kind: string(s.Kind), Version: version, Module: json.RawMessage(module), Meta: meta})
+		}
+		origins = append(origins, origin{what, fromRun})
+	}
+	for _, k := range sameAsOsbuild {
+		s := lookup(k)
+		for _, c := range []struct{ valid, invalid []string }{schemaCases[k], schemaCases[s.Name]} {
+			for _, opts := range append(append([]string(nil), c.valid...), c.invalid...) {
+				for _, v := range []string{"1", "2"} {
+					add(s, v, `{"options": `+opts+`}`, fmt.Sprintf("%s format %s %s", k, v, opts), false)
+				}
+			}
+		}
+		for _, c := range []struct{ valid, invalid []string }{format2Cases[k], format2Cases[s.Name]} {
+			for _, m := range append(append([]string(nil), c.valid...), c.invalid...) {
+				add(s, "2", m, fmt.Sprintf("%s %s", k, m), false)
+			}
 		}
 	}
+	manifests, _ := filepath.Glob(filepath.Join(osbuildSrc, "test/data/manifests/*.json"))
+	more, _ := filepath.Glob(filepath.Join(osbuildSrc, "test/data/manifests/*/*.json"))
+	found := 0
+	for _, path := range append(manifests, more...) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Version   string `json:"version"`
+			Pipelines []struct {
+				Stages []json.RawMessage `json:"stages"`
+			} `json:"pipelines"`
+		}
+		if json.Unmarshal(b, &m) != nil || m.Version != "2" {
+			continue
+		}
+		for _, p := range m.Pipelines {
+			for _, raw := range p.Stages {
+				var st map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &st); err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				var typ string
+				json.Unmarshal(st["type"], &typ)
+				k := "stages/" + typ
+				if !slices.Contains(sameAsOsbuild, k) {
+					continue
+				}
+				delete(st, "type")
+				module, _ := json.Marshal(st)
+				add(lookup(k), "2", string(module), fmt.Sprintf("%s in %s", typ, filepath.Base(path)), true)
+				found++
+			}
+		}
+	}
+	if found == 0 {
+		t.Errorf("no %v in %s/test/data/manifests", sameAsOsbuild, osbuildSrc)
+	}
+	results := validate(t, cases)
+	for i, o := range origins {
+		forge, osb := results[2*i], results[2*i+1]
+		switch {
+		case strings.HasPrefix(forge, "bad schema"):
+			t.Errorf("%s: forge's meta.json: %s", o.what, forge)
+		case (forge == "ok") != (osb == "ok"):
+			t.Errorf("%s: forge's schema says %q, osbuild's %q", o.what, forge, osb)
+		case o.fromRun && forge != "ok":
+			t.Errorf("%s: refused: %s", o.what, forge)
+		}
+	}
+	t.Logf("%d cases and %d stages of osbuild's manifests agree", len(origins)-found, found)
 }

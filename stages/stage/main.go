@@ -61,10 +61,8 @@ func dispatch(ctx context.Context, h host, stages []Stage, argv []string, stdin 
 		ensurePasswd(h.passwdPath, stderr)
 		return runner(h, name, argv, stderr)
 	}
-	for _, s := range stages {
-		if s.Name == name {
-			return runStage(ctx, h, s, stdin, stderr)
-		}
+	if s, ok := find(stages, argv[0]); ok {
+		return runStage(ctx, h, s, stdin, stderr)
 	}
 	if len(argv) == 3 && argv[1] == "link" {
 		if err := Link(argv[2], stages); err != nil {
@@ -84,6 +82,31 @@ func dispatch(ctx context.Context, h host, stages []Stage, argv []string, stdin 
 		"                  LIBDIR/assemblers/NAME and their NAME.meta.json\n"+
 		"  %s list          name every stage and assembler\n", name, name, name)
 	return 2
+}
+
+// find is the stage or assembler argv0 runs as: the one of its base
+// name. A stage and an assembler may share a name (org.osbuild.qemu is
+// both, as in osbuild); then the directory tells: LIBDIR/assemblers/NAME
+// is the assembler, anything else the stage (LIBDIR/stages/NAME, or
+// format 2's /run/osbuild/bin/NAME: format 2 has no assemblers).
+func find(stages []Stage, argv0 string) (Stage, bool) {
+	name := filepath.Base(argv0)
+	kind := KindStage
+	if filepath.Base(filepath.Dir(argv0)) == string(KindAssembler) {
+		kind = KindAssembler
+	}
+	var found []Stage
+	for _, s := range stages {
+		if s.Name == name {
+			found = append(found, s)
+		}
+	}
+	for _, s := range found {
+		if len(found) == 1 || s.Kind == kind {
+			return s, true
+		}
+	}
+	return Stage{}, false
 }
 
 // runner is osbuild-run (format 1) or a format-2 runner: the buildroot's

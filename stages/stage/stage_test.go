@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,42 @@ func TestWriteFile(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(outside, "file")); err == nil {
 		t.Error("file written outside the tree")
+	}
+}
+
+// TestDispatchSharedName: a stage and an assembler of one name (osbuild's
+// org.osbuild.qemu) run as the one their directory names.
+func TestDispatchSharedName(t *testing.T) {
+	var ran Kind
+	run := func(k Kind) Func {
+		return func(ctx context.Context, a Args) error { ran = k; return nil }
+	}
+	stages := []Stage{
+		{Name: "org.example.both", Kind: KindStage, Run: run(KindStage)},
+		{Name: "org.example.both", Kind: KindAssembler, Run: run(KindAssembler)},
+	}
+	tests := []struct {
+		argv0, in string
+		want      Kind
+	}{
+		{"/run/osbuild/lib/assemblers/org.example.both", `{"tree": "/t", "output_dir": "/o"}`, KindAssembler},
+		{"/run/osbuild/lib/stages/org.example.both", `{"tree": "/t"}`, KindStage},
+		{"/run/osbuild/bin/org.example.both", `{"tree": "/t"}`, KindStage},
+		{"org.example.both", `{"tree": "/t"}`, KindStage},
+	}
+	for _, tt := range tests {
+		ran = ""
+		h := host{argsPath: filepath.Join(t.TempDir(), "none")}
+		var stderr bytes.Buffer
+		if code := dispatch(context.Background(), h, stages, []string{tt.argv0}, strings.NewReader(tt.in), io.Discard, &stderr); code != 0 || ran != tt.want {
+			t.Errorf("%s: exit %d, ran the %q one, want %q; stderr %q", tt.argv0, code, ran, tt.want, stderr.String())
+		}
+	}
+	// An assembler alone keeps its name wherever it runs from.
+	only := stages[1:]
+	ran = ""
+	h := host{argsPath: filepath.Join(t.TempDir(), "none")}
+	if code := dispatch(context.Background(), h, only, []string{"/x/org.example.both"}, strings.NewReader(`{"tree": "/t", "output_dir": "/o"}`), io.Discard, io.Discard); code != 0 || ran != KindAssembler {
+		t.Errorf("assembler alone: exit %d, ran %q", code, ran)
 	}
 }
