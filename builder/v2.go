@@ -288,21 +288,33 @@ func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, sr stageRun,
 	if err != nil {
 		return err
 	}
+	// With a source-epoch, what the kernel writes into the stage's ext4
+	// mounts is made reproducible too (mkfs.ext4 with an epoch does the
+	// rest): the same manifest gives the same image bytes.
+	var reproducible *int64
+	if st.SourceEpoch != "" {
+		e, err := strconv.ParseInt(st.SourceEpoch, 10, 64)
+		if err != nil {
+			return fmt.Errorf("source-epoch %s: %w", st.SourceEpoch, err)
+		}
+		reproducible = &e
+	}
 	code, err := buildroot.Run(ctx, buildroot.Config{
-		BuildTree:    root,
-		Capabilities: caps,
-		Plain:        !own,
-		EtcCache:     b.etcCache(sr.etcKey),
-		Binds:        env.binds,
-		Devices:      env.devices,
-		Mounts:       env.mounts,
-		Network:      network,
-		Env:          envv,
-		Args:         []string{runnerDir + "/" + filepath.Base(runner), binDir + "/" + st.Name},
-		Stdin:        strings.NewReader(""),
-		Stdout:       out,
-		Stderr:       out,
-		StateDir:     r.Dir,
+		ReproducibleExt4: reproducible,
+		BuildTree:        root,
+		Capabilities:     caps,
+		Plain:            !own,
+		EtcCache:         b.etcCache(sr.etcKey),
+		Binds:            env.binds,
+		Devices:          env.devices,
+		Mounts:           env.mounts,
+		Network:          network,
+		Env:              envv,
+		Args:             []string{runnerDir + "/" + filepath.Base(runner), binDir + "/" + st.Name},
+		Stdin:            strings.NewReader(""),
+		Stdout:           out,
+		Stderr:           out,
+		StateDir:         r.Dir,
 	})
 	out.flush()
 	exc = api.close()

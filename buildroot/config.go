@@ -7,8 +7,11 @@ import (
 	"io"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/forge-build/forge/internal/ext4repro"
 )
 
 // InitArg is os.Args[1] of forge re-executed as a buildroot's init; the
@@ -87,7 +90,15 @@ type Config struct {
 	// made is kept there and copied in by the next run instead of being
 	// made again (about 0.17 s a stage). The stage never sees it.
 	EtcCache string
-	Network  Network // NetworkHost when empty
+	// ReproducibleExt4, when set, is a time in seconds since 1970 (a
+	// pipeline's source-epoch) to make the ext4 filesystems of Mounts
+	// reproducible to (package ext4repro): they are mounted with
+	// nodelalloc, the command runs on one CPU, and after it exits 0 each
+	// is unmounted and normalized with the build tree's e2fsprogs, before
+	// Run returns. Without an ext4 mount it changes nothing.
+	ReproducibleExt4 *int64
+
+	Network Network // NetworkHost when empty
 	// Hostname inside the UTS namespace; "forge-buildroot" when empty.
 	Hostname string
 	// Env is the command's whole environment; DefaultEnv() when nil.
@@ -174,6 +185,9 @@ type initConfig struct {
 	Caps     []string `json:"caps,omitempty"`
 	DropCaps bool     `json:"drop_caps,omitempty"`
 	EtcCache string   `json:"etc_cache,omitempty"`
+	// ReproducibleExt4 is Config's, set only when Mounts has ext4.
+	ReproducibleExt4 *int64 `json:"reproducible_ext4,omitempty"`
+
 	Binds    []Bind   `json:"binds,omitempty"`
 	Network  Network  `json:"network"`
 	Hostname string   `json:"hostname"`
@@ -186,13 +200,25 @@ type initConfig struct {
 // newInitConfig is what Run tells init about a checked cfg; newRoot is
 // the new root's mountpoint.
 func newInitConfig(cfg Config, newRoot string) initConfig {
-	return initConfig{
+	ic := initConfig{
 		BuildTree: cfg.BuildTree, Chroot: cfg.Chroot, Plain: cfg.Plain, Devices: cfg.Devices, Mounts: cfg.Mounts,
 		Caps: cfg.Capabilities, DropCaps: cfg.Capabilities != nil, EtcCache: cfg.EtcCache,
 		Binds: cfg.Binds, Network: cfg.Network,
 		Hostname: cfg.Hostname, Env: cfg.Env, Args: cfg.Args, Dir: cfg.Dir, NewRoot: newRoot,
 	}
+	if cfg.ReproducibleExt4 != nil && slices.ContainsFunc(cfg.Mounts, isExt4) {
+		ic.ReproducibleExt4 = cfg.ReproducibleExt4
+		ic.Mounts = slices.Clone(cfg.Mounts)
+		for i, m := range ic.Mounts {
+			if isExt4(m) {
+				ic.Mounts[i].Data = strings.TrimPrefix(m.Data+","+ext4repro.MountOption, ",")
+			}
+		}
+	}
+	return ic
 }
+
+func isExt4(m FSMount) bool { return m.FSType == "ext4" }
 
 // writeInitConfig is Run's end of the config pipe, readInitConfig init's.
 func writeInitConfig(w io.Writer, ic initConfig) error {

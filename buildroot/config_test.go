@@ -181,3 +181,36 @@ func TestReadInitReportRefusesGarbage(t *testing.T) {
 		t.Fatalf("got %v, want an error quoting what init wrote", err)
 	}
 }
+
+func TestReproducibleExt4Config(t *testing.T) {
+	epoch := int64(1783764997)
+	tests := []struct {
+		name     string
+		mounts   []FSMount
+		epoch    *int64
+		wantData []string
+		wantSet  bool
+	}{
+		{"ext4 and fat", []FSMount{{FSType: "ext4"}, {FSType: "vfat", Data: "umask=077"}, {FSType: "ext4", Data: "noatime"}}, &epoch,
+			[]string{"nodelalloc", "umask=077", "noatime,nodelalloc"}, true},
+		{"no ext4", []FSMount{{FSType: "xfs"}}, &epoch, []string{""}, false},
+		{"no epoch", []FSMount{{FSType: "ext4"}}, nil, []string{""}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Mounts: tt.mounts, ReproducibleExt4: tt.epoch}
+			ic := newInitConfig(cfg, "/root")
+			if (ic.ReproducibleExt4 != nil) != tt.wantSet {
+				t.Errorf("ReproducibleExt4 set = %v, want %v", ic.ReproducibleExt4 != nil, tt.wantSet)
+			}
+			for i, m := range ic.Mounts {
+				if m.Data != tt.wantData[i] {
+					t.Errorf("mount %d: data %q, want %q", i, m.Data, tt.wantData[i])
+				}
+			}
+			if tt.wantSet && cfg.Mounts[0].Data == "nodelalloc" {
+				t.Error("newInitConfig changed the caller's mounts")
+			}
+		})
+	}
+}

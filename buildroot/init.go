@@ -1,6 +1,7 @@
 package buildroot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/internal/ext4repro"
 )
 
 // Fds init inherits from Run (ExtraFiles).
@@ -74,7 +77,63 @@ func initMain() int {
 		return report("exec", err)
 	}
 	syncPipe.Close()
-	return reapUntil(pid, sigs)
+	status := reapUntil(pid, sigs)
+	if status == 0 && cfg.ReproducibleExt4 != nil {
+		if err := reproducibleExt4(&cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "forge buildroot: %v\n", err)
+			return 1
+		}
+	}
+	return status
+}
+
+// reproducibleExt4 unmounts the command's ext4 filesystems and normalizes
+// each (Config.ReproducibleExt4), the last mounted first. Nothing of the
+// command runs any more (reapUntil killed what was left).
+func reproducibleExt4(cfg *initConfig) error {
+	var t ext4repro.Tools
+	for name, p := range map[string]*string{"debugfs": &t.Debugfs, "e2fsck": &t.E2fsck, "tune2fs": &t.Tune2fs} {
+		path, err := lookPath(name, cfg.Env)
+		if err != nil {
+			return fmt.Errorf("reproducible ext4: %w (the build root needs e2fsprogs)", err)
+		}
+		*p = path
+	}
+	for i := len(cfg.Mounts) - 1; i >= 0; i-- {
+		m := cfg.Mounts[i]
+		if !isExt4(m) || m.ReadOnly {
+			continue
+		}
+		inodes, err := ext4repro.Inodes(m.Target)
+		if err != nil {
+			return fmt.Errorf("reproducible ext4 %s: %w", m.Target, err)
+		}
+		if err := unix.Unmount(m.Target, 0); err != nil {
+			return fmt.Errorf("reproducible ext4: unmount %s: %w", m.Target, err)
+		}
+		if err := ext4repro.Normalize(context.Background(), m.Source, inodes, *cfg.ReproducibleExt4, t); err != nil {
+			return fmt.Errorf("reproducible ext4 %s on %s: %w", m.Source, m.Target, err)
+		}
+	}
+	return nil
+}
+
+// pinToOneCPU runs this thread, and so the command it forks, on the
+// first CPU it may run on: mballoc's per-CPU preallocation makes where
+// ext4 puts small files depend on which CPU wrote them.
+func pinToOneCPU() error {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return err
+	}
+	for cpu := 0; cpu < len(set)*64; cpu++ {
+		if set.IsSet(cpu) {
+			var one unix.CPUSet
+			one.Set(cpu)
+			return unix.SchedSetaffinity(0, &one)
+		}
+	}
+	return errors.New("no CPU in the affinity mask")
 }
 
 // watchParent kills the buildroot when Run's process dies: its end of the
@@ -131,6 +190,11 @@ func startCommand(cfg *initConfig) (int, error) {
 		// On this thread (Init locked it), which forks the command.
 		if err := dropCaps(cfg.Caps); err != nil {
 			return 0, err
+		}
+	}
+	if cfg.ReproducibleExt4 != nil {
+		if err := pinToOneCPU(); err != nil {
+			return 0, fmt.Errorf("reproducible ext4: run on one CPU: %w", err)
 		}
 	}
 	p, err := os.StartProcess(path, cfg.Args, &os.ProcAttr{

@@ -1,17 +1,21 @@
-// Package debian_test builds pinned Debian trees the format-2 way (issue
-// 17): a template resolved by samples/gen-manifest into .debs pinned by
-// SHA256, installed by org.osbuild.mmdebstrap and org.osbuild.apt from
-// their inputs alone. Two cold builds into two new stores store the same
-// tree after every stage; a store that has the sources builds with no
-// network at all; a .deb that is not what its pin says fails the build,
-// naming the file and both hashes.
+// Package debian_test builds pinned Debian trees and images the format-2
+// way (issue 17): a template resolved by samples/gen-manifest into .debs
+// pinned by SHA256, installed by org.osbuild.mmdebstrap and
+// org.osbuild.apt from their inputs alone, then osbuild's image pipelines.
+// Two cold builds into two new stores store the same tree after every
+// stage and make the same qcow2 bytes; a store that has the sources builds
+// with no network at all; a .deb that is not what its pin says fails the
+// build, naming the file and both hashes.
 package debian_test
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -34,18 +38,49 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// template is minbase and one package, then a stage that is not dpkg's:
-// its files' times are clamped too.
+// template is minbase and one package, then a stage that is not dpkg's
+// (its files' times are clamped too), and a partitioned ext4 image of the
+// tree with GRUB, written by the kernel through a loop device, and its
+// qcow2: osbuild's image pipelines.
 const template = `{
   "version": "2",
-  "pipelines": [{
-    "name": "os",
-    "stages": [
-      {"type": "org.osbuild.mmdebstrap", "options": {"suite": "bookworm", "variant": "minbase"}},
-      {"type": "org.osbuild.apt", "options": {"packages": ["less"]}},
-      {"type": "org.osbuild.hostname", "options": {"hostname": "forge-pinned"}}
-    ]
-  }]
+  "pipelines": [
+    {
+      "name": "os",
+      "stages": [
+        {"type": "org.osbuild.mmdebstrap", "options": {"suite": "bookworm", "variant": "minbase"}},
+        {"type": "org.osbuild.apt", "options": {"packages": ["less"]}},
+        {"type": "org.osbuild.hostname", "options": {"hostname": "forge-pinned"}}
+      ]
+    },
+    {
+      "name": "image",
+      "stages": [
+        {"type": "org.osbuild.truncate", "options": {"filename": "disk.img", "size": "1073741824"}},
+        {"type": "org.osbuild.sfdisk", "options": {"label": "dos", "uuid": "14fc63d2",
+          "partitions": [{"start": 2048, "size": 2095104, "type": "83", "bootable": true}]},
+          "devices": {"device": {"type": "org.osbuild.loopback", "options": {"filename": "disk.img"}}}},
+        {"type": "org.osbuild.mkfs.ext4", "options": {"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"},
+          "devices": {"device": {"type": "org.osbuild.loopback", "options": {"filename": "disk.img", "start": 2048, "size": 2095104}}}},
+        {"type": "org.osbuild.copy",
+          "inputs": {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": ["name:os"]}},
+          "options": {"paths": [{"from": "input://tree/", "to": "mount://root/"}]},
+          "devices": {"root": {"type": "org.osbuild.loopback", "options": {"filename": "disk.img", "start": 2048, "size": 2095104}}},
+          "mounts": [{"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"}]},
+        {"type": "org.osbuild.grub2.inst", "options": {"filename": "disk.img", "platform": "i386-pc", "location": 1,
+          "core": {"type": "mkimage", "partlabel": "dos", "filesystem": "ext4"},
+          "prefix": {"type": "partition", "partlabel": "dos", "number": 0, "path": "/boot/grub"}}}
+      ]
+    },
+    {
+      "name": "qcow2",
+      "stages": [
+        {"type": "org.osbuild.qemu",
+          "inputs": {"image": {"type": "org.osbuild.files", "origin": "org.osbuild.pipeline", "references": {"name:image": {"file": "disk.img"}}}},
+          "options": {"filename": "disk.qcow2", "format": {"type": "qcow2", "compression": false}}}
+      ]
+    }
+  ]
 }`
 
 type tools struct{ forge, libdir, gen string }
@@ -70,22 +105,23 @@ func build(t *testing.T, dir string) tools {
 	return tl
 }
 
-// forgeBuild builds manifest into store, with prefix (like unshare
-// --net) before forge, and returns forge's output.
-func (tl tools) forgeBuild(t *testing.T, store, manifest string, prefix ...string) (string, error) {
+// forgeBuild builds manifest into store, exporting the last pipeline into
+// out, with prefix (like unshare --net) before forge, and returns forge's
+// output.
+func (tl tools) forgeBuild(t *testing.T, store, out, manifest string, prefix ...string) (string, error) {
 	t.Helper()
-	args := append(prefix, tl.forge, "build", "--store", store)
+	args := append(prefix, tl.forge, "build", "--store", store, "--output-directory", out)
 	if tl.libdir != "" {
 		args = append(args, "--libdir", tl.libdir)
 	}
 	args = append(args, manifest)
 	cmd := exec.Command(args[0], args[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
 	start := time.Now()
 	err := cmd.Run()
 	t.Logf("%s: %v in %s", strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond))
-	return out.String(), err
+	return log.String(), err
 }
 
 // stageTrees are a store's refs other than sources: stage IDs → trees.
@@ -146,19 +182,26 @@ func TestPinnedBuild(t *testing.T) {
 	}
 
 	// Two cold builds into two new stores: the same tree after every stage.
+	// The same image bytes too: what the kernel wrote into the ext4
+	// filesystem is normalized (internal/ext4repro).
 	stores := []string{filepath.Join(work, "a"), filepath.Join(work, "b")}
+	var images []string
 	for _, s := range stores {
 		t.Cleanup(func() { itest.StopDaemon(t, tl.forge, s) })
-		if log, err := tl.forgeBuild(t, s, manifest); err != nil {
+		if log, err := tl.forgeBuild(t, s, s+".out", manifest); err != nil {
 			t.Fatalf("build into %s: %v\n%s", s, err, log)
 		}
+		images = append(images, fileSum(t, filepath.Join(s+".out", "qcow2", "disk.qcow2")))
 	}
 	a, b := stageTrees(t, stores[0]), stageTrees(t, stores[1])
-	if len(a) != 3 {
-		t.Fatalf("store a has %d stage trees, want 3: %v", len(a), a)
+	if len(a) != 9 {
+		t.Fatalf("store a has %d stage trees, want 9: %v", len(a), a)
 	}
 	if !maps.Equal(a, b) {
-		t.Fatalf("two cold builds stored different trees:\n a: %v\n b: %v\n(forge store diff names the paths)", a, b)
+		t.Errorf("two cold builds stored different trees:\n a: %v\n b: %v\n(forge store diff names the paths)", a, b)
+	}
+	if images[0] != images[1] {
+		t.Errorf("two cold builds made different qcow2 images: sha256 %s and %s", images[0], images[1])
 	}
 
 	// Offline: store b keeps its sources, loses its trees, and builds
@@ -173,7 +216,7 @@ func TestPinnedBuild(t *testing.T) {
 		t.Fatalf("store b still has %d stage trees", n)
 	}
 	itest.StopDaemon(t, tl.forge, stores[1]) // so that the build's daemon starts offline too
-	log, err := tl.forgeBuild(t, stores[1], manifest, "unshare", "--net")
+	log, err := tl.forgeBuild(t, stores[1], filepath.Join(work, "offline.out"), manifest, "unshare", "--net")
 	if err != nil {
 		t.Fatalf("offline build: %v\n%s", err, log)
 	}
@@ -200,7 +243,7 @@ func TestPinnedBuild(t *testing.T) {
 	}
 	c := filepath.Join(work, "c")
 	t.Cleanup(func() { itest.StopDaemon(t, tl.forge, c) })
-	log, err = tl.forgeBuild(t, c, badManifest)
+	log, err = tl.forgeBuild(t, c, c+".out", badManifest)
 	if err == nil {
 		t.Fatalf("a build with swapped .debs succeeded:\n%s", log)
 	}
@@ -216,4 +259,18 @@ func TestPinnedBuild(t *testing.T) {
 	if n := len(stageTrees(t, c)); n != 0 {
 		t.Errorf("the failed build stored %d stage trees", n)
 	}
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -62,7 +62,7 @@ func ext4Command(o ext4Options, device string, epoch *int64) stage.Tool {
 	if o.Label != "" {
 		args = append(args, "-L", o.Label)
 	}
-	if o.LazyInit != nil {
+	if o.LazyInit != nil && epoch == nil {
 		v := "0"
 		if *o.LazyInit {
 			v = "1"
@@ -80,6 +80,18 @@ func ext4Command(o ext4Options, device string, epoch *int64) stage.Tool {
 		default:
 			args = append(args, "-O", "^"+f.name)
 		}
+	}
+	if epoch != nil {
+		// A reproducible filesystem: the directory hash seed (random
+		// otherwise) from the UUID, when it is one, and the inode tables
+		// and journal written now, not zeroed by the kernel after the
+		// first mount, which flags each group done whenever it gets to
+		// it (a lazy_init option asked for is overridden).
+		ext := "lazy_itable_init=0,lazy_journal_init=0"
+		if uuidPattern.MatchString(*o.UUID) {
+			ext = "hash_seed=" + strings.ToLower(*o.UUID) + "," + ext
+		}
+		args = append(args, "-E", ext)
 	}
 	t := stage.Tool{Name: "mkfs.ext4", Args: append(args, device)}
 	if epoch != nil {

@@ -25,7 +25,9 @@ func TestExt4(t *testing.T) {
 		{"everything", `{"uuid": "6E4FF95F-F662-45EE-A82A-BDF44A2D0B75", "label": "root", "lazy_init": true,
 			"verity": true, "orphan_file": false, "metadata_csum_seed": true}`, &epoch,
 			"E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -U 6E4FF95F-F662-45EE-A82A-BDF44A2D0B75 -L root " +
-				"-E lazy_itable_init=1 -E lazy_journal_init=1 -O verity -O ^orphan_file -O metadata_csum_seed /dev/loop3", false},
+				"-O verity -O ^orphan_file -O metadata_csum_seed -E hash_seed=6e4ff95f-f662-45ee-a82a-bdf44a2d0b75,lazy_itable_init=0,lazy_journal_init=0 /dev/loop3", false},
+		{"epoch, random UUID", `{"uuid": "random"}`, &epoch,
+			"E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -U random -E lazy_itable_init=0,lazy_journal_init=0 /dev/loop3", false},
 		{"lazy off, features off", `{"uuid": "random", "lazy_init": false, "verity": false}`, nil,
 			"mkfs.ext4 -U random -E lazy_itable_init=0 -E lazy_journal_init=0 -O ^verity /dev/loop3", false},
 		{"empty label", `{"uuid": "clear", "label": ""}`, nil, "mkfs.ext4 -U clear /dev/loop3", false},
