@@ -20,7 +20,7 @@ export PATH := $(PATH):/usr/local/go/bin
 # loaded machine. 300000 is 5-15 s per target here.
 FUZZTIME ?= 300000x
 
-.PHONY: all build test unit integration fuzz bench install run clean
+.PHONY: all build test unit integration fuzz bench install run sample clean
 
 all: build
 
@@ -84,10 +84,21 @@ run: build
 	@mkdir -p $(OUTPUT)
 	$(GO) run ./samples/gen-manifest $(if $(MIRROR),--mirror $(MIRROR)) $(SAMPLE) > $(OUTPUT)/manifest.json
 	bin/forge build --store $(STORE) --output-directory $(OUTPUT) $(OUTPUT)/manifest.json
-	@img=$$(ls -t $(OUTPUT)/*.qcow2 $(OUTPUT)/*.raw 2>/dev/null | head -n1); \
+	@img=$$(ls -t $(OUTPUT)/*.qcow2 $(OUTPUT)/*/*.qcow2 $(OUTPUT)/*.raw 2>/dev/null | head -n1); \
 	echo; echo "The image is $$img. Boot it (log in as forge, password forge; Ctrl-a x quits):"; \
 	echo "  qemu-system-x86_64 -m 1024 -nographic -snapshot -drive file=$$img,if=virtio$$(case $$img in *.qcow2) echo ,format=qcow2;; *) echo ,format=raw;; esac)"; \
 	echo "(-snapshot keeps the image as built; add -enable-kvm where KVM works: much faster than emulation.)"
+
+# Pins the sample's packages anew (samples/debian-bookworm.in.json →
+# samples/debian-bookworm.json): resolved against the host's mirror (or
+# MIRROR=URL), downloaded from Debian's canonical archive URL, which the
+# image's apt sources name too. Run it when the mirror no longer has the
+# pinned .debs (after a point release), and commit the result.
+ARCHIVE ?= http://deb.debian.org/debian
+sample:
+	$(GO) run ./samples/gen-manifest --resolve $(if $(MIRROR),--mirror $(MIRROR)) --archive-url $(ARCHIVE) \
+		samples/debian-bookworm.in.json > samples/debian-bookworm.json.new
+	mv samples/debian-bookworm.json.new samples/debian-bookworm.json
 
 clean:
 	rm -rf bin $(OUTPUT)

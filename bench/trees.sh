@@ -191,15 +191,16 @@ mixed_tree() {
 	echo "$tree"
 }
 
-# sample_manifest writes the sample manifest (samples/debian-bookworm.json)
-# with the host's Debian mirror filled in (BENCH_MIRROR overrides it) to
+# sample_manifest writes the format-1 sample manifest
+# (samples/debian-bookworm-format1.json: the areas that use it read its
+# format-1 shape) with the host's Debian mirror filled in (BENCH_MIRROR overrides it) to
 # FILE; further arguments go to gen-manifest (e.g. --hostname NAME).
 # Usage: sample_manifest FILE [ARG...]
 sample_manifest() {
 	local out=$1
 	shift
 	"$BENCH_TOOLS/gen-manifest" ${BENCH_MIRROR:+--mirror "$BENCH_MIRROR"} "$@" \
-		"$BENCH_REPO/samples/debian-bookworm.json" >"$out"
+		"$BENCH_REPO/samples/debian-bookworm-format1.json" >"$out"
 }
 
 # SAMPLE_BASE_CMD is what RESULTS.md shows for the sample's base tree.

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # bench/areas/build.sh: area "build" of bench/run (issue 9, rows 7 and 2).
 #
-# Builds the sample image (samples/debian-bookworm.json) with `forge build`
+# Builds the sample image (samples/debian-bookworm-format1.json) with `forge build`
 # on a new store: once cold, which downloads Debian from the mirror, then
 # fully cached, then with its last stage (the hostname) changed, and times
 # each. The builds that differ in the hostname are then the "10 builds
@@ -71,7 +71,7 @@ area_build() {
 
 build_method() {
 	cat <<-EOF
-		How: \`MANIFEST\` is \`samples/debian-bookworm.json\` with this host's Debian mirror
+		How: \`MANIFEST\` is \`samples/debian-bookworm-format1.json\` with this host's Debian mirror
 		filled in by \`go run ./samples/gen-manifest\` (mmdebstrap of bookworm minbase, apt
 		install of linux-image-amd64 and five more packages, locale, timezone, users, fstab,
 		grub2, hostname; the qemu assembler writes a 3 GiB qcow2 image). \`S\` is a new

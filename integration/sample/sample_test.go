@@ -1,11 +1,13 @@
 // Package sample_test is forge's end-to-end test: it builds the sample
-// Debian image (samples/debian-bookworm.json, with the host's apt mirror)
-// with `forge build`, boots it with qemu-system-x86_64 under TCG until the
-// serial console shows a login prompt, and builds a variant that differs
-// only in its hostname: only the stages from the hostname stage on run,
-// and the store grows by less than 5% of the image's size. Then it removes
-// the store's index: the store rebuilds it, every ref names the same tree,
-// and a rerun is fully cached and exports the same image.
+// Debian image (samples/debian-bookworm.json, format 2, its packages
+// pinned, downloaded from the host's apt mirror) with `forge build`, boots
+// it with qemu-system-x86_64 under TCG until the serial console shows a
+// login prompt, and builds a variant that differs only in its hostname:
+// only the stages from the hostname stage on run, and the store grows by
+// less than 5% of the image's size. Then it removes the store's index: the
+// store rebuilds it, every ref names the same tree, and a rerun is fully
+// cached and exports the same image. The format-1 sample
+// (samples/debian-bookworm-format1.json) is built and booted too.
 package sample_test
 
 import (
@@ -28,7 +30,6 @@ import (
 	"github.com/forge-build/forge/builder"
 	"github.com/forge-build/forge/daemon/client"
 	"github.com/forge-build/forge/integration/itest"
-	"github.com/forge-build/forge/internal/aptmirror"
 	"github.com/forge-build/forge/internal/fstree"
 )
 
@@ -61,24 +62,28 @@ func tools(t *testing.T, dir string) (forge, libdir, gen string) {
 	return forge, libdir, gen
 }
 
+// The samples: format 2 is what make run builds; format 1 is kept as a
+// test of format 1.
+const (
+	sampleV2 = "samples/debian-bookworm.json"
+	sampleV1 = "samples/debian-bookworm-format1.json"
+)
+
 func TestSampleImageBoots(t *testing.T) {
+	testSample(t, sampleV2, true)
+}
+
+func TestFormat1SampleBoots(t *testing.T) {
+	testSample(t, sampleV1, false)
+}
+
+// testSample builds the sample and boots it; full adds the cached rerun,
+// the hostname variant and the index rebuild.
+func testSample(t *testing.T, name string, full bool) {
 	if testing.Short() {
 		t.Skip("-short: builds a Debian image from a mirror and boots it, for several minutes")
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "mmdebstrap"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("needs %s (scripts/install-deps test installs it): %v", tool, err)
-		}
-	}
-	mirror, from, err := aptmirror.Find("/", "bookworm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := aptmirror.Check(ctx, mirror, "bookworm"); err != nil {
-		t.Fatalf("the host's Debian mirror (from %s) does not answer: %v", from, err)
-	}
+	itest.DebianMirror(t, "bookworm", "qemu-system-x86_64", "mmdebstrap")
 
 	work := fstree.DiskTempDir(t)
 	forge, libdir, gen := tools(t, filepath.Join(work, "bin"))
@@ -88,7 +93,7 @@ func TestSampleImageBoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sample := filepath.Join(root, "samples/debian-bookworm.json")
+	sample := filepath.Join(root, name)
 
 	manifest := func(name string, args ...string) string {
 		t.Helper()
@@ -140,6 +145,9 @@ func TestSampleImageBoots(t *testing.T) {
 	build(m, out)
 	img := image(t, out)
 	boot(t, img, filepath.Join(work, "console.log"))
+	if !full {
+		return
+	}
 
 	// A rerun is fully cached.
 	evs, took := build(m, out)
@@ -241,9 +249,13 @@ func ranStages(evs []builder.Event) []string {
 	return out
 }
 
+// image is the qcow2 image a build put into dir: the assembler's output
+// (format 1), or in the exported pipeline's directory (format 2).
 func image(t *testing.T, dir string) string {
 	t.Helper()
 	imgs, _ := filepath.Glob(filepath.Join(dir, "*.qcow2"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "*.qcow2"))
+	imgs = append(imgs, more...)
 	if len(imgs) != 1 {
 		t.Fatalf("want one qcow2 image in %s, got %v", dir, imgs)
 	}
