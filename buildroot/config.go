@@ -185,7 +185,8 @@ type initConfig struct {
 	Caps     []string `json:"caps,omitempty"`
 	DropCaps bool     `json:"drop_caps,omitempty"`
 	EtcCache string   `json:"etc_cache,omitempty"`
-	// ReproducibleExt4 is Config's, set only when Mounts has ext4.
+	// ReproducibleExt4 is Config's, set only when Mounts has a writable
+	// ext4 one.
 	ReproducibleExt4 *int64 `json:"reproducible_ext4,omitempty"`
 
 	Binds    []Bind   `json:"binds,omitempty"`
@@ -206,11 +207,11 @@ func newInitConfig(cfg Config, newRoot string) initConfig {
 		Binds: cfg.Binds, Network: cfg.Network,
 		Hostname: cfg.Hostname, Env: cfg.Env, Args: cfg.Args, Dir: cfg.Dir, NewRoot: newRoot,
 	}
-	if cfg.ReproducibleExt4 != nil && slices.ContainsFunc(cfg.Mounts, isExt4) {
+	if cfg.ReproducibleExt4 != nil && slices.ContainsFunc(cfg.Mounts, isWritableExt4) {
 		ic.ReproducibleExt4 = cfg.ReproducibleExt4
 		ic.Mounts = slices.Clone(cfg.Mounts)
 		for i, m := range ic.Mounts {
-			if isExt4(m) {
+			if isWritableExt4(m) {
 				ic.Mounts[i].Data = strings.TrimPrefix(m.Data+","+ext4repro.MountOption, ",")
 			}
 		}
@@ -218,7 +219,9 @@ func newInitConfig(cfg Config, newRoot string) initConfig {
 	return ic
 }
 
-func isExt4(m FSMount) bool { return m.FSType == "ext4" }
+// isWritableExt4 says whether the mount is one Config.ReproducibleExt4
+// makes reproducible: a read-only one is never written.
+func isWritableExt4(m FSMount) bool { return m.FSType == "ext4" && !m.ReadOnly }
 
 // writeInitConfig is Run's end of the config pipe, readInitConfig init's.
 func writeInitConfig(w io.Writer, ic initConfig) error {

@@ -72,14 +72,20 @@ func initMain() int {
 			return report(p.name, err)
 		}
 	}
+	var repro *reproducible
+	if cfg.ReproducibleExt4 != nil {
+		if repro, err = prepareReproducible(&cfg); err != nil {
+			return report("exec", err)
+		}
+	}
 	pid, err := startCommand(&cfg)
 	if err != nil {
 		return report("exec", err)
 	}
 	syncPipe.Close()
 	status := reapUntil(pid, sigs)
-	if status == 0 && cfg.ReproducibleExt4 != nil {
-		if err := reproducibleExt4(&cfg); err != nil {
+	if status == 0 && repro != nil {
+		if err := repro.finish(); err != nil {
 			fmt.Fprintf(os.Stderr, "forge buildroot: %v\n", err)
 			return 1
 		}
@@ -87,33 +93,88 @@ func initMain() int {
 	return status
 }
 
-// reproducibleExt4 unmounts the command's ext4 filesystems and normalizes
-// each (Config.ReproducibleExt4), the last mounted first. Nothing of the
-// command runs any more (reapUntil killed what was left).
-func reproducibleExt4(cfg *initConfig) error {
-	var t ext4repro.Tools
-	for name, p := range map[string]*string{"debugfs": &t.Debugfs, "e2fsck": &t.E2fsck, "tune2fs": &t.Tune2fs} {
+// reproducible is what init needs to make the command's ext4 mounts
+// reproducible (Config.ReproducibleExt4), found before the command runs:
+// the tools (a build root without e2fsprogs fails at once, not after a
+// long stage), and each writable ext4 mount's device, opened now, so that
+// what the command does to /dev cannot point the tools elsewhere.
+type reproducible struct {
+	cfg     *initConfig
+	tools   ext4repro.Tools
+	devices map[int]*os.File // by index in cfg.Mounts
+}
+
+func prepareReproducible(cfg *initConfig) (*reproducible, error) {
+	r := &reproducible{cfg: cfg, devices: map[int]*os.File{}}
+	for name, p := range map[string]*string{"debugfs": &r.tools.Debugfs, "e2fsck": &r.tools.E2fsck, "tune2fs": &r.tools.Tune2fs} {
 		path, err := lookPath(name, cfg.Env)
 		if err != nil {
-			return fmt.Errorf("reproducible ext4: %w (the build root needs e2fsprogs)", err)
+			return nil, fmt.Errorf("reproducible ext4: %w (the build root needs e2fsprogs)", err)
 		}
 		*p = path
 	}
-	for i := len(cfg.Mounts) - 1; i >= 0; i-- {
-		m := cfg.Mounts[i]
-		if !isExt4(m) || m.ReadOnly {
+	for i, m := range cfg.Mounts {
+		if !isWritableExt4(m) {
 			continue
 		}
-		inodes, err := ext4repro.Inodes(m.Target)
+		f, err := os.OpenFile(m.Source, os.O_RDWR, 0)
 		if err != nil {
-			return fmt.Errorf("reproducible ext4 %s: %w", m.Target, err)
+			return nil, fmt.Errorf("reproducible ext4: %w", err)
 		}
-		if err := unix.Unmount(m.Target, 0); err != nil {
+		r.devices[i] = f
+	}
+	return r, nil
+}
+
+// finish unmounts the command's filesystems, the last mounted first, and
+// normalizes each writable ext4 one. Nothing of the command runs any more
+// (reapUntil killed what was left). Each ext4 filesystem's inodes are
+// listed once the mounts on it are gone, so the directories under them
+// are listed too.
+func (r *reproducible) finish() error {
+	type todo struct {
+		m      FSMount
+		dev    *os.File
+		inodes []ext4repro.Inode
+	}
+	var normalize []todo
+	for i := len(r.cfg.Mounts) - 1; i >= 0; i-- {
+		m := r.cfg.Mounts[i]
+		if dev, ok := r.devices[i]; ok {
+			if err := sameDevice(dev, m.Target); err != nil {
+				fmt.Fprintf(os.Stderr, "forge buildroot: %v: its filesystem is not made reproducible\n", err)
+				continue
+			}
+			inodes, err := ext4repro.Inodes(m.Target)
+			if err != nil {
+				return fmt.Errorf("reproducible ext4 %s: %w", m.Target, err)
+			}
+			normalize = append(normalize, todo{m, dev, inodes})
+		}
+		if err := unix.Unmount(m.Target, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("reproducible ext4: unmount %s: %w", m.Target, err)
 		}
-		if err := ext4repro.Normalize(context.Background(), m.Source, inodes, *cfg.ReproducibleExt4, t); err != nil {
-			return fmt.Errorf("reproducible ext4 %s on %s: %w", m.Source, m.Target, err)
+	}
+	for _, n := range normalize {
+		if err := ext4repro.Normalize(context.Background(), n.dev, n.inodes, *r.cfg.ReproducibleExt4, r.tools); err != nil {
+			return fmt.Errorf("reproducible ext4 %s on %s: %w", n.m.Source, n.m.Target, err)
 		}
+	}
+	return nil
+}
+
+// sameDevice checks that target is still the mount of dev: a command may
+// have unmounted it, or mounted something else there.
+func sameDevice(dev *os.File, target string) error {
+	var d, t unix.Stat_t
+	if err := unix.Fstat(int(dev.Fd()), &d); err != nil {
+		return err
+	}
+	if err := unix.Stat(target, &t); err != nil {
+		return err
+	}
+	if t.Dev != d.Rdev {
+		return fmt.Errorf("%s is no longer the mount of %s", target, dev.Name())
 	}
 	return nil
 }

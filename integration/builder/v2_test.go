@@ -492,3 +492,86 @@ func TestEtcCacheGivesTheSameEtc(t *testing.T) {
 		t.Errorf("the files read are not what the runner's steps make: %.300q", fwd["all"])
 	}
 }
+
+// With a source-epoch, an image whose ext4 filesystems the kernel wrote
+// (a root and a /boot mounted inside it) is the same bytes from two
+// stores: what the kernel wrote is normalized after the stage, every
+// mount unmounted first, the directory under /boot included.
+func TestV2ReproducibleNestedExt4(t *testing.T) {
+	const epoch = 1783764997
+	part := func(start, size int) obj {
+		return obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img", "start": start, "size": size}}
+	}
+	const (
+		bootStart, bootSize = 2048, 32768
+		rootStart, rootSize = 34816, 96256
+	)
+	m := obj{"version": "2", "pipelines": []obj{
+		{"name": "tree", "source-epoch": epoch, "stages": []obj{
+			{"type": "test.write", "options": obj{"path": "etc/os-name", "content": "forge\n"}},
+			{"type": "test.write", "options": obj{"path": "boot/vmlinuz-test", "content": "a kernel\n"}},
+		}},
+		{"name": "image", "source-epoch": epoch, "stages": []obj{
+			{"type": "org.osbuild.truncate", "options": obj{"filename": "disk.img", "size": "64M"}},
+			{"type": "org.osbuild.sfdisk", "options": obj{"label": "dos", "uuid": "14fc63d2", "partitions": []obj{
+				{"start": bootStart, "size": bootSize, "type": "83"},
+				{"start": rootStart, "size": rootSize, "type": "83"},
+			}}, "devices": obj{"device": obj{"type": "org.osbuild.loopback", "options": obj{"filename": "disk.img"}}}},
+			{"type": "org.osbuild.mkfs.ext4", "options": obj{"uuid": "0a9b8c7d-1e2f-4a5b-8c6d-7e8f9a0b1c2d", "label": "boot"}, "devices": obj{"device": part(bootStart, bootSize)}},
+			{"type": "org.osbuild.mkfs.ext4", "options": obj{"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "label": "root"}, "devices": obj{"device": part(rootStart, rootSize)}},
+			{"type": "org.osbuild.copy",
+				"inputs":  obj{"root-tree": obj{"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline", "references": []string{"name:tree"}}},
+				"devices": obj{"boot": part(bootStart, bootSize), "root": part(rootStart, rootSize)},
+				"mounts": []obj{
+					{"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
+					{"name": "boot", "type": "org.osbuild.ext4", "source": "boot", "target": "/boot"},
+				},
+				"options": obj{"paths": []obj{{"from": "input://root-tree/", "to": "mount://root/"}}}},
+		}},
+	}}
+	var sums []string
+	for range 2 {
+		out := t.TempDir()
+		mustBuild(t, storeDir(t), m, "--export", "image", "--output-directory", out)
+		img := filepath.Join(out, "image", "disk.img")
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		sums = append(sums, hex.EncodeToString(sum[:]))
+		for _, p := range []struct {
+			name        string
+			start, size int
+		}{{"boot", bootStart, bootSize}, {"root", rootStart, rootSize}} {
+			fs := filepath.Join(t.TempDir(), p.name+".img")
+			if err := os.WriteFile(fs, b[p.start*512:(p.start+p.size)*512], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("e2fsck", "-f", "-n", fs).CombinedOutput(); err != nil {
+				t.Errorf("e2fsck -f -n of %s: %v\n%s", p.name, err, out)
+			}
+			if p.name == "boot" {
+				if got := debugfsCat(t, fs, "/vmlinuz-test"); got != "a kernel\n" {
+					t.Errorf("/boot/vmlinuz-test: %q", got)
+				}
+				continue
+			}
+			// The directory /boot is mounted on, in the root filesystem:
+			// made by the buildroot at the time, normalized all the same.
+			st, err := exec.Command("debugfs", "-R", "stat /boot", fs).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, field := range []string{" ctime: ", " mtime: ", "crtime: "} {
+				i := strings.Index(string(st), field)
+				if i < 0 || !strings.HasPrefix(string(st)[i+len(field):], "0x6a521805:00000000") {
+					t.Errorf("the root filesystem's /boot %s is not the epoch:\n%s", field, st)
+				}
+			}
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("two builds in two stores made different images: %s and %s", sums[0], sums[1])
+	}
+}

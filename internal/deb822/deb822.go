@@ -104,22 +104,34 @@ func Format(ps []Paragraph) []byte {
 // "#") are not part of the format of archive indices and are errors too.
 func Parse(data []byte) ([]Paragraph, error) {
 	var (
-		ps  []Paragraph
-		cur *Paragraph
+		ps    []Paragraph
+		cur   *Paragraph
+		names map[string]bool // the current paragraph's, lower case
+		cont  []string        // the current field's continuation lines
 	)
+	// endField joins the current field's continuation lines once: a
+	// field continued over many lines costs their length, not its square.
+	endField := func() {
+		if cur != nil && len(cont) > 0 {
+			last := &cur.Fields[len(cur.Fields)-1]
+			last.Raw += "\n" + strings.Join(cont, "\n")
+		}
+		cont = cont[:0]
+	}
 	for n, line := range bytes.Split(data, []byte("\n")) {
 		lineNo := n + 1
 		s := strings.TrimSuffix(string(line), "\r")
 		switch {
 		case strings.TrimSpace(s) == "":
+			endField()
 			cur = nil
 		case s[0] == ' ' || s[0] == '\t':
 			if cur == nil {
 				return nil, fmt.Errorf("line %d: a continuation line with no field before it", lineNo)
 			}
-			last := &cur.Fields[len(cur.Fields)-1]
-			last.Raw += "\n" + s
+			cont = append(cont, s)
 		default:
+			endField()
 			name, raw, ok := strings.Cut(s, ":")
 			if !ok || name == "" || strings.ContainsAny(name, " \t") || name[0] == '#' || name[0] == '-' {
 				return nil, fmt.Errorf("line %d: %q is not a field (Name: value)", lineNo, truncate(s))
@@ -127,13 +139,17 @@ func Parse(data []byte) ([]Paragraph, error) {
 			if cur == nil {
 				ps = append(ps, Paragraph{})
 				cur = &ps[len(ps)-1]
+				names = map[string]bool{}
 			}
-			if _, dup := cur.Get(name); dup {
+			key := strings.ToLower(name)
+			if names[key] {
 				return nil, fmt.Errorf("line %d: field %s given twice in one paragraph", lineNo, name)
 			}
+			names[key] = true
 			cur.Fields = append(cur.Fields, Field{Name: name, Raw: raw})
 		}
 	}
+	endField()
 	return ps, nil
 }
 

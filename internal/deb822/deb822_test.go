@@ -92,3 +92,14 @@ func TestBlankLinesAndCRLF(t *testing.T) {
 		t.Errorf("got %+v", ps)
 	}
 }
+
+// BenchmarkParseLongField is a hostile index's shape: one field continued
+// over many lines. Parsing is linear in it.
+func BenchmarkParseLongField(b *testing.B) {
+	data := []byte("Package: a\nDescription: x\n" + strings.Repeat(" continued line\n", 20000))
+	for b.Loop() {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -62,6 +62,7 @@ func TestNormalize(t *testing.T) {
 	for _, ino := range []int{2, 12, 13} {
 		fmt.Fprintf(&kernel, "sif <%d> ctime @1800000000\nsif <%d> crtime @1800000001\nsif <%d> generation %d\nsif <%d> version 7\n", ino, ino, ino, 1000+ino, ino)
 	}
+	kernel.WriteString("sif <13> mtime @1800000000\n")
 	kernel.WriteString("ssv wtime @1800000002\nssv mnt_count 3\nssv kbytes_written 4096\n")
 	cmd := exec.Command(tl.Debugfs, "-w", "-f", "-", b)
 	cmd.Stdin = &kernel
@@ -72,12 +73,23 @@ func TestNormalize(t *testing.T) {
 		t.Fatal("two images made at different times are the same already: the test shows nothing")
 	}
 	// The root, lost+found and what mkfs -d made: inodes 2, 11 and on.
-	inodes := []uint64{2}
+	// Their mtimes are later than the epoch (the files were written
+	// today, and b's inode 13 as a kernel's clock says): clamped.
+	inodes := []Inode{{Ino: 2, MtimeSec: 1800000000}}
 	for i := uint64(11); i < 11+12; i++ {
-		inodes = append(inodes, i)
+		inodes = append(inodes, Inode{Ino: i, MtimeSec: 1800000000})
 	}
-	for _, img := range []string{a, b} {
-		if err := Normalize(context.Background(), img, inodes, 1783764997, tl); err != nil {
+	for _, n := range []struct {
+		img    string
+		inodes []Inode
+	}{{a, inodes}, {b, inodes}} {
+		f, err := os.OpenFile(n.img, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Normalize(context.Background(), f, n.inodes, 1783764997, tl)
+		f.Close()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,7 +108,12 @@ func TestNormalizeErrors(t *testing.T) {
 	if err := os.WriteFile(notFS, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Normalize(context.Background(), notFS, []uint64{2}, 1, tl); err == nil {
+	f, err := os.OpenFile(notFS, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := Normalize(context.Background(), f, []Inode{{Ino: 2}}, 1, tl); err == nil {
 		t.Error("Normalize of a file of zeros succeeded")
 	}
 }

@@ -19,7 +19,9 @@ import (
 // stage's inputs, mounted in the tree's /run (a tmpfs of the stage's own
 // while it runs, as a booted system's /run is): the repository's
 // Packages and Release, the .debs bound read-only below it, and apt's
-// sources, lists and archives pointed there. The tree's own apt sources
+// sources, lists and archives pointed there. The source is file://, so
+// dpkg reads the .debs where they are: copied into the tmpfs, a large
+// package set would take its size in memory. The tree's own apt sources
 // stay as they are (naming the mirror), and it gains no package lists,
 // no .debs and no trace of the local repository.
 //
@@ -91,7 +93,7 @@ func runPinned(ctx context.Context, tree string, o Options, in debrepo.Inputs) (
 	if err := in.Write(repo, "forge"); err != nil {
 		return fmt.Errorf("local repository: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(repo, "sources.list"), []byte(debrepo.SourcesLine("/run/"+repoDir)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(repo, "sources.list"), []byte(debrepo.SourcesLine("file", "/run/"+repoDir)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("local repository: %w", err)
 	}
 	if err := c.BindReadOnly(in.Dir, "run/"+repoDir+"/"+debrepo.FilesDir); err != nil {

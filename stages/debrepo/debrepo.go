@@ -12,11 +12,10 @@
 // Release whose Suite or Codename is the suite, mmdebstrap's essential
 // step finds nothing and installs an empty tree without an error.
 //
-// apt reads it as "deb [trusted=yes] copy://DIR ./": trusted, because
-// every .deb was verified against its pin when it was fetched (and apt
-// checks the stanza's SHA256 again when it copies it); copy://, because
-// file:// makes dpkg read the .debs from their place, which in mmdebstrap
-// must then exist inside the tree too.
+// apt reads it as "deb [trusted=yes] copy://DIR ./" or file:// (see
+// SourcesLine): trusted, because every .deb was verified against its pin
+// when it was fetched (and apt checks the stanza's SHA256 again before
+// dpkg gets it).
 package debrepo
 
 import (
@@ -164,10 +163,12 @@ func (in Inputs) Write(dir, suite string) error {
 	return os.WriteFile(filepath.Join(dir, "Release"), []byte(release), 0o644)
 }
 
-// SourcesLine is the apt source for a repository at dir, as apt (or
-// mmdebstrap) is given it.
-func SourcesLine(dir string) string {
-	return "deb [trusted=yes] copy://" + dir + " ./"
+// SourcesLine is the apt source for a repository at dir: apt copies the
+// .debs out of it (copy://, for mmdebstrap, whose dpkg runs in the tree
+// where the repository is not), or has dpkg read them in place (file://,
+// for apt in a tree that sees the repository).
+func SourcesLine(scheme, dir string) string {
+	return "deb [trusted=yes] " + scheme + "://" + dir + " ./"
 }
 
 // readFile reads at most limit bytes of a regular file.

@@ -90,7 +90,7 @@ func pinnedArgs(o Options, tree, repo string) []string {
 		"--customize-hook=upload "+filepath.Join(repo, treeSourcesName)+" /etc/apt/sources.list",
 		`--customize-hook=rm -f "$1/etc/resolv.conf"`,
 	)
-	return append(args, o.Suite, tree, debrepo.SourcesLine(repo))
+	return append(args, o.Suite, tree, debrepo.SourcesLine("copy", repo))
 }
 
 // debootstrapVariants maps mmdebstrap's variants onto debootstrap's
