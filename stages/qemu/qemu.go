@@ -249,6 +249,13 @@ func convert(ctx context.Context, tree string, root *os.Root, src, srcFormat str
 	if err != nil {
 		return fmt.Errorf("read %s: %w", tmp, err)
 	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := canonicalHoles(filepath.Join(tmp, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
 	// The output last: a VMDK descriptor that names its extents appears
 	// only once they are in place.
 	slices.SortStableFunc(entries, func(a, b os.DirEntry) int {

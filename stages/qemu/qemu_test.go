@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -235,5 +237,66 @@ func TestRunRefuses(t *testing.T) {
 	}
 	if got := treeFiles(t, a.Tree); !slices.Equal(got, []string{"out", "rel"}) {
 		t.Errorf("the tree holds %q after the refusals", got)
+	}
+}
+
+// TestCanonicalHoles: two files with the same bytes, one written in full
+// and one with holes where the other has zeros, end with the same holes.
+func TestCanonicalHoles(t *testing.T) {
+	const block = holeBlock
+	content := make([]byte, 64*block)
+	for _, b := range []int{0, 1, 7, 20, 21, 63} {
+		for i := range block {
+			content[b*block+i] = byte(b + 1)
+		}
+	}
+	content[40*block+5] = 9 // a block with one byte set is data
+	dir := t.TempDir()
+	full, sparse := filepath.Join(dir, "full"), filepath.Join(dir, "sparse")
+	if err := os.WriteFile(full, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []int{0, 1, 7, 20, 21, 40, 63} {
+		if _, err := f.WriteAt(content[b*block:(b+1)*block], int64(b*block)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	layout := func(name string) []int64 {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var ext []int64
+		for off := int64(0); off < int64(len(content)); {
+			d, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+			if err != nil {
+				break
+			}
+			h, _ := unix.Seek(int(f.Fd()), d, unix.SEEK_HOLE)
+			ext = append(ext, d, h)
+			off = h
+		}
+		return ext
+	}
+	if slices.Equal(layout(full), layout(sparse)) {
+		t.Skip("this filesystem reports no holes: nothing to show")
+	}
+	for _, name := range []string{full, sparse} {
+		if err := canonicalHoles(name); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(name)
+		if !bytes.Equal(got, content) {
+			t.Fatalf("%s: canonicalHoles changed the bytes", name)
+		}
+	}
+	if a, b := layout(full), layout(sparse); !slices.Equal(a, b) {
+		t.Errorf("the same bytes, other holes: %v and %v", a, b)
 	}
 }
