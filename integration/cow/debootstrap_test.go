@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/forge-build/forge/internal/aptmirror"
+	"github.com/forge-build/forge/integration/itest"
 	"github.com/forge-build/forge/internal/fstree"
 )
 
@@ -40,20 +40,7 @@ func TestDebootstrapAndAptGet(t *testing.T) {
 		t.Skip("-short: runs debootstrap and apt-get against a Debian mirror for several minutes")
 	}
 	requireRoot(t)
-	for _, tool := range []string{"debootstrap", "chroot"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("needs %s (apt-get install debootstrap): %v", tool, err)
-		}
-	}
-	mirror, from, err := aptmirror.Find("/", suite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := aptmirror.Check(ctx, mirror, suite); err != nil {
-		t.Fatalf("the host's Debian mirror (from %s) does not answer: %v", from, err)
-	}
+	mirror := itest.DebianMirror(t, suite, "debootstrap", "chroot")
 
 	work := testDir(t)
 	ext := filepath.Join(work, "ext4")

@@ -1,9 +1,7 @@
 package grub2inst
 
 import (
-	"fmt"
 	"math"
-	"path"
 	"slices"
 	"strings"
 
@@ -91,7 +89,7 @@ func parse(raw []byte) (parsed, error) {
 	case o.Prefix == nil:
 		return p, stage.OptionError("prefix", "is required")
 	}
-	name, err := treeName(*o.Filename)
+	name, err := stage.TreeName(*o.Filename)
 	if err != nil {
 		return p, stage.OptionError("filename", "%v", err)
 	}
@@ -197,19 +195,4 @@ func parsePrefix(o *prefixOptions, p *parsed) error {
 	}
 	p.prefix = prefix
 	return nil
-}
-
-// treeName is filename relative to the tree, with or without a leading
-// "/" as in osbuild; it must name a file, without "..".
-func treeName(filename string) (string, error) {
-	name := path.Clean(strings.TrimLeft(filename, "/"))
-	switch {
-	case name == "." || filename == "":
-		return "", fmt.Errorf("%q names no file in the tree", filename)
-	case strings.ContainsRune(filename, 0):
-		return "", fmt.Errorf("%q contains a NUL byte", filename)
-	case slices.Contains(strings.Split(filename, "/"), ".."):
-		return "", fmt.Errorf("%q contains \"..\": it must name a file in the tree", filename)
-	}
-	return name, nil
 }

@@ -87,7 +87,7 @@ func parse(raw []byte) (parsed, error) {
 	if o.Format == nil {
 		return parsed{}, stage.OptionError("format", "is required")
 	}
-	name, err := treeName(*o.Filename)
+	name, err := stage.TreeName(*o.Filename)
 	if err != nil {
 		return parsed{}, stage.OptionError("filename", "%v", err)
 	}
@@ -99,21 +99,6 @@ func parse(raw []byte) (parsed, error) {
 		return parsed{}, stage.OptionError("format", "%v", err)
 	}
 	return parsed{name: name, format: *o.Format}, nil
-}
-
-// treeName is filename relative to the tree, with or without a leading
-// "/" as in osbuild; it must name a file, without "..".
-func treeName(filename string) (string, error) {
-	name := path.Clean(strings.TrimLeft(filename, "/"))
-	switch {
-	case name == "." || filename == "":
-		return "", fmt.Errorf("%q names no file in the tree", filename)
-	case strings.ContainsRune(filename, 0):
-		return "", fmt.Errorf("%q contains a NUL byte", filename)
-	case slices.Contains(strings.Split(filename, "/"), ".."):
-		return "", fmt.Errorf("%q contains \"..\": it must name a file in the tree", filename)
-	}
-	return name, nil
 }
 
 // Run converts the input's image into the tree.

@@ -10,9 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
-	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/forge-build/forge/stages/stage"
@@ -42,15 +39,9 @@ func parse(raw []byte) (parsed, error) {
 	if o.Size == nil {
 		return parsed{}, stage.OptionError("size", "is required")
 	}
-	// As osbuild: the name is in the tree, with or without a leading "/".
-	name := path.Clean(strings.TrimLeft(*o.Filename, "/"))
-	switch {
-	case name == "." || *o.Filename == "":
-		return parsed{}, stage.OptionError("filename", "%q names no file in the tree", *o.Filename)
-	case strings.ContainsRune(name, 0):
-		return parsed{}, stage.OptionError("filename", "%q contains a NUL byte", *o.Filename)
-	case slices.Contains(strings.Split(*o.Filename, "/"), ".."):
-		return parsed{}, stage.OptionError("filename", "%q contains \"..\": it must name a file in the tree", *o.Filename)
+	name, err := stage.TreeName(*o.Filename)
+	if err != nil {
+		return parsed{}, stage.OptionError("filename", "%v", err)
 	}
 	sz, err := ParseSize(*o.Size)
 	if err != nil {
