@@ -218,7 +218,7 @@ func (b *build) build(ctx context.Context, p *manifest.Pipeline, res *Result) er
 }
 
 func (b *build) listRefs(ctx context.Context) error {
-	refs, err := b.c.Refs(ctx)
+	refs, err := b.c.RefNames(ctx)
 	if err != nil {
 		return fmt.Errorf("list the store's refs: %w", err)
 	}

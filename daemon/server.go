@@ -412,7 +412,22 @@ func (d *Daemon) exportTree(ctx context.Context, body []byte, emit func(client.E
 	return client.ExportResult{Entries: res.Entries, Bytes: res.Bytes, ElapsedSec: res.Elapsed.Seconds()}, nil
 }
 
-func (d *Daemon) refs(ctx context.Context, _ []byte, _ func(client.Event) error) (any, error) {
+func (d *Daemon) refs(ctx context.Context, body []byte, _ func(client.Event) error) (any, error) {
+	req, err := decode[client.RefsRequest](body)
+	if err != nil {
+		return nil, err
+	}
+	if req.NamesOnly {
+		refs, err := d.store.Refs()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]client.RefInfo, len(refs))
+		for i, r := range refs {
+			out[i] = client.RefInfo{Name: r.Name, Tree: r.Tree.String(), LastUsed: r.LastUsed.UTC()}
+		}
+		return out, nil
+	}
 	refs, err := d.store.RefUsage(ctx)
 	if err != nil {
 		return nil, err

@@ -260,7 +260,7 @@ func Fetch(ctx context.Context, st Store, srcs *Sources, want []string, opts Opt
 	refs := opts.Refs
 	if refs == nil {
 		var err error
-		if refs, err = st.Refs(ctx); err != nil {
+		if refs, err = st.RefNames(ctx); err != nil {
 			return sum, fmt.Errorf("sources: list the store's refs: %w", err)
 		}
 	}

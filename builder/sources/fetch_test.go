@@ -43,7 +43,7 @@ func (c *casStore) Ping(context.Context) (client.PingResult, error) {
 	return client.PingResult{PID: os.Getpid(), Store: c.s.Dir()}, nil
 }
 
-func (c *casStore) Refs(context.Context) ([]client.RefInfo, error) {
+func (c *casStore) RefNames(context.Context) ([]client.RefInfo, error) {
 	refs, err := c.s.Refs()
 	out := make([]client.RefInfo, len(refs))
 	for i, r := range refs {
@@ -275,7 +275,7 @@ func TestFetchDownloadsInParallelOnce(t *testing.T) {
 	// caller listed spare Fetch listing them.
 	extra := srv.add("/extra", []byte("extra"))
 	srcs.Items[extra.Checksum] = extra
-	refs, err := st.Refs(context.Background())
+	refs, err := st.RefNames(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,8 +33,8 @@ func ComposeEntries(checksums []string) []client.ComposeEntry {
 type Store interface {
 	// Ping says where the store is: downloads go to its tmp/.
 	Ping(ctx context.Context) (client.PingResult, error)
-	// Refs lists the refs, to find the items already stored.
-	Refs(ctx context.Context) ([]client.RefInfo, error)
+	// RefNames lists the refs, to find the items already stored.
+	RefNames(ctx context.Context) ([]client.RefInfo, error)
 	// Import stores a downloaded item under its ref.
 	Import(ctx context.Context, req client.ImportRequest, progress func(client.Progress)) (client.ImportResult, error)
 }

@@ -398,7 +398,7 @@ func runInspect(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 			return err
 		}
 		defer c.Close()
-		refs, err := c.Refs(ctx)
+		refs, err := c.RefNames(ctx)
 		if err != nil {
 			return err
 		}

@@ -163,6 +163,14 @@ type ExportResult struct {
 	ElapsedSec float64 `json:"elapsed_seconds"`
 }
 
+// RefsRequest asks for the store's refs. NamesOnly leaves the sizes out
+// (LogicalBytes, UniqueBytes zero), which costs a walk of every stored
+// tree: a build that only asks which stage IDs are stored wants the names.
+// A daemon that predates the field ignores it and sends the sizes.
+type RefsRequest struct {
+	NamesOnly bool `json:"names_only,omitempty"`
+}
+
 // RefInfo is one ref with its cost.
 type RefInfo struct {
 	Name         string    `json:"name"`

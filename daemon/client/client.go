@@ -115,7 +115,15 @@ func (c *Client) Export(ctx context.Context, req ExportRequest, progress func(Pr
 // Refs lists refs with their costs.
 func (c *Client) Refs(ctx context.Context) ([]RefInfo, error) {
 	var r []RefInfo
-	err := c.call(ctx, "refs", struct{}{}, nil, nil, &r)
+	err := c.call(ctx, "refs", RefsRequest{}, nil, nil, &r)
+	return r, err
+}
+
+// RefNames lists refs with their trees and last use, without their costs:
+// cheap however many trees the store holds.
+func (c *Client) RefNames(ctx context.Context) ([]RefInfo, error) {
+	var r []RefInfo
+	err := c.call(ctx, "refs", RefsRequest{NamesOnly: true}, nil, nil, &r)
 	return r, err
 }
 
