@@ -44,6 +44,12 @@ type Options struct {
 	// Exports are the format-2 pipelines to build and export (to
 	// OutputDir/NAME); none means every pipeline, the last exported.
 	Exports []string
+	// Remote is a bucket shared with other hosts, or nil: a stage the
+	// store lacks is looked for there and pulled rather than run.
+	Remote *client.RemoteSpec
+	// Push pushes each stage's tree to Remote after it is stored (and
+	// those found stored, which the bucket may lack).
+	Push bool
 }
 
 // Result is what a build produced, as osbuild's --json reports it.
@@ -106,7 +112,7 @@ func Build(ctx context.Context, c *client.Client, m *manifest.Manifest, opts Opt
 	if opts.Events == nil {
 		opts.Events = func(Event) {}
 	}
-	b := &build{c: c, opts: opts, told: map[string]bool{}}
+	b := &build{c: c, opts: opts, told: map[string]bool{}, remote: remoteState{missing: map[string]bool{}, pushed: map[string]bool{}}}
 	res := &Result{TreeID: m.Pipeline.TreeID()}
 	if m.Pipeline.Assembler != nil {
 		res.OutputID = m.Pipeline.Assembler.ID
@@ -136,8 +142,9 @@ type build struct {
 	refs map[string]string // ref name → tree hash, as last listed
 	// told holds the IDs already reported cached: a build pipeline's
 	// stages are looked at once for the stages and once for the assembler.
-	told map[string]bool
-	n    int // mountpoints made, for unique names
+	told   map[string]bool
+	remote remoteState
+	n      int // mountpoints made, for unique names
 
 	loopSock string
 	loopStop func()
@@ -284,9 +291,9 @@ func (b *build) buildTree(ctx context.Context, p *manifest.Pipeline) (string, fu
 
 // stages runs what is not stored of p's stages, committing each.
 func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
-	done := b.skipCached(p)
+	done := b.skipCached(ctx, p)
 	if done == len(p.Stages) {
-		return nil
+		return b.pushStored(ctx, p)
 	}
 	root, unmountRoot, err := b.buildTree(ctx, p)
 	if err != nil {
@@ -301,7 +308,8 @@ func (b *build) stages(ctx context.Context, p *manifest.Pipeline) error {
 // skipCached reports p's stored prefix as cached (once per stage) and
 // returns its length: up to the last stage whose tree is stored under its
 // cache key, as that tree holds the work of every stage before it.
-func (b *build) skipCached(p *manifest.Pipeline) int {
+func (b *build) skipCached(ctx context.Context, p *manifest.Pipeline) int {
+	b.fromRemote(ctx, p.Stages)
 	done := cachedPrefixByKey(p.Stages, b.cached)
 	for _, st := range p.Stages[:done] {
 		if !b.told[st.CacheKey] {
@@ -341,9 +349,12 @@ func (b *build) runStages(ctx context.Context, p *manifest.Pipeline, done int, r
 			return b.failed(ctx, st, false, fmt.Errorf("commit the tree: %w", err))
 		}
 		b.refs[st.CacheKey] = res.Tree
+		if err := b.toRemote(ctx, st); err != nil {
+			return b.failed(ctx, st, false, err)
+		}
 		b.emit(Event{Type: EventStageFinished, Path: st.Path, Name: st.Name, ID: st.ID, Duration: time.Since(start).Seconds()})
 	}
-	return nil
+	return b.pushStored(ctx, p)
 }
 
 // failed reports a stage's failure and returns the error to return.
@@ -363,14 +374,19 @@ func (b *build) failed(ctx context.Context, st *manifest.Stage, assembler bool, 
 // output is stored, and returns the output tree's hash.
 func (b *build) assemble(ctx context.Context, p *manifest.Pipeline) (string, error) {
 	a := p.Assembler
+	b.fromRemote(ctx, []*manifest.Stage{a})
 	if h, ok := b.refs[a.ID]; ok {
 		b.emit(Event{Type: EventStageCached, Path: a.Path, Name: a.Name, ID: a.ID, Assembler: true})
-		return h, nil
+		return h, b.toRemote(ctx, a)
 	}
 	start := time.Now()
 	b.emit(Event{Type: EventStageStarted, Path: a.Path, Name: a.Name, ID: a.ID, Assembler: true})
 	out, err := b.runAssembler(ctx, p)
 	if err != nil {
+		return "", b.failed(ctx, a, true, err)
+	}
+	b.refs[a.ID] = out
+	if err := b.toRemote(ctx, a); err != nil {
 		return "", b.failed(ctx, a, true, err)
 	}
 	b.emit(Event{Type: EventStageFinished, Path: a.Path, Name: a.Name, ID: a.ID, Assembler: true, Duration: time.Since(start).Seconds()})

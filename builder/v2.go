@@ -121,9 +121,9 @@ func (b *build) pipelineV2(ctx context.Context, p *manifest.Pipeline) error {
 		return nil
 	}
 	b.v2done[p] = true
-	done := b.skipCached(p)
+	done := b.skipCached(ctx, p)
 	if done == len(p.Stages) {
-		return nil
+		return b.pushStored(ctx, p)
 	}
 	// What the stages left to run take from other pipelines.
 	var bp *manifest.Pipeline

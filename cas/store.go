@@ -407,6 +407,9 @@ func (s *Store) nodeCopy(h digest.Hash) []byte {
 // HasNode reports whether the index holds node h.
 func (s *Store) HasNode(h digest.Hash) (bool, error) { return s.has(hashKey(prefixNode, h)) }
 
+// HasChunk reports whether chunk h is stored.
+func (s *Store) HasChunk(h digest.Hash) (bool, error) { return s.has(hashKey(prefixChunk, h)) }
+
 // location reads where the blob (chunk or node) h is stored.
 func (s *Store) location(prefix byte, h digest.Hash) (chunkLoc, error) {
 	b, err := s.get(hashKey(prefix, h))

@@ -274,6 +274,8 @@ func (d *Daemon) routes() *http.ServeMux {
 		"umount":   d.unmount,
 		"mounts":   d.listMounts,
 		"shutdown": d.shutdown,
+		"push":     d.push,
+		"pull":     d.pull,
 	}
 	for name, h := range calls {
 		mux.HandleFunc("POST /v1/"+name, d.serve(name, h))

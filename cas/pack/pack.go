@@ -151,22 +151,13 @@ func ReadIndex(r io.ReaderAt, size int64) ([]Entry, error) {
 	if head != headerMagic {
 		return nil, &InvalidError{Reason: fmt.Sprintf("header %q", head[:])}
 	}
-	var trailer [trailerSize]byte
-	if _, err := r.ReadAt(trailer[:], size-trailerSize); err != nil {
-		return nil, fmt.Errorf("read pack trailer: %w", err)
-	}
-	if [8]byte(trailer[8:]) != trailerMagic {
-		return nil, &InvalidError{Reason: "no trailer (a pack that was never finished?)"}
-	}
-	count := int64(binary.LittleEndian.Uint32(trailer[0:]))
-	footerStart := size - trailerSize - count*entrySize
-	if footerStart < HeaderSize {
-		return nil, &InvalidError{Reason: fmt.Sprintf("%d entries do not fit in %d bytes", count, size)}
-	}
-	footer := make([]byte, count*entrySize)
-	if _, err := r.ReadAt(footer, footerStart); err != nil {
-		return nil, fmt.Errorf("read pack footer: %w", err)
-	}
+	return ReadIndexAt(r, size)
+}
+
+// parseFooter checks the footer's entries against the trailer's CRC and
+// the blob area, which ends at footerStart, and decodes them.
+func parseFooter(footer []byte, trailer [trailerSize]byte, footerStart int64) ([]Entry, error) {
+	count := int64(len(footer)) / entrySize
 	if crc := crc32.Checksum(footer, castagnoli); crc != binary.LittleEndian.Uint32(trailer[4:]) {
 		return nil, &InvalidError{Reason: "footer checksum mismatch"}
 	}
@@ -184,4 +175,74 @@ func ReadIndex(r io.ReaderAt, size int64) ([]Entry, error) {
 		}
 	}
 	return entries, nil
+}
+
+// FooterSize is the length of the footer (entries and trailer) of a pack
+// of count blobs.
+func FooterSize(count int) int64 { return int64(count)*entrySize + trailerSize }
+
+// TailError says that a tail given to ParseTail is too short to hold the
+// footer, and how long a tail would.
+type TailError struct{ Need int64 }
+
+func (e *TailError) Error() string {
+	return fmt.Sprintf("the pack's footer needs its last %d bytes", e.Need)
+}
+
+// ParseTail parses the footer of a pack of size bytes from tail, its last
+// len(tail) bytes: what a ranged read of a remote pack's end returns. It
+// checks what ReadIndex checks but the header. A tail too short for the
+// footer gives a *TailError saying how much to read.
+func ParseTail(tail []byte, size int64) ([]Entry, error) {
+	if int64(len(tail)) > size || size < HeaderSize+trailerSize {
+		return nil, &InvalidError{Reason: fmt.Sprintf("a %d-byte tail of %d bytes", len(tail), size)}
+	}
+	if len(tail) < trailerSize {
+		return nil, &TailError{Need: trailerSize}
+	}
+	start := size - int64(len(tail))
+	return ReadIndexAt(tailReader{tail: tail, start: start}, size)
+}
+
+// ReadIndexAt is ReadIndex without the check of the header, for a reader
+// that holds only the end of the pack.
+func ReadIndexAt(r io.ReaderAt, size int64) ([]Entry, error) {
+	var trailer [trailerSize]byte
+	if _, err := r.ReadAt(trailer[:], size-trailerSize); err != nil {
+		return nil, fmt.Errorf("read pack trailer: %w", err)
+	}
+	if [8]byte(trailer[8:]) != trailerMagic {
+		return nil, &InvalidError{Reason: "no trailer (a pack that was never finished?)"}
+	}
+	count := int64(binary.LittleEndian.Uint32(trailer[0:]))
+	footerStart := size - trailerSize - count*entrySize
+	if footerStart < HeaderSize {
+		return nil, &InvalidError{Reason: fmt.Sprintf("%d entries do not fit in %d bytes", count, size)}
+	}
+	footer := make([]byte, count*entrySize)
+	if _, err := r.ReadAt(footer, footerStart); err != nil {
+		var te *TailError
+		if errors.As(err, &te) {
+			return nil, &TailError{Need: FooterSize(int(count))}
+		}
+		return nil, fmt.Errorf("read pack footer: %w", err)
+	}
+	return parseFooter(footer, trailer, footerStart)
+}
+
+// tailReader reads the end of a pack from memory; a read before it is a
+// *TailError.
+type tailReader struct {
+	tail  []byte
+	start int64
+}
+
+func (t tailReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < t.start {
+		return 0, &TailError{}
+	}
+	if off-t.start+int64(len(p)) > int64(len(t.tail)) {
+		return 0, io.ErrUnexpectedEOF
+	}
+	return copy(p, t.tail[off-t.start:]), nil
 }

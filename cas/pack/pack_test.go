@@ -112,3 +112,56 @@ func TestWriterKeepsFirstError(t *testing.T) {
 		t.Fatalf("Finish: %v, want ErrBroken", err)
 	}
 }
+
+// TestParseTail: the footer of a pack known only by its end, as a ranged
+// read of a remote pack returns it.
+func TestParseTail(t *testing.T) {
+	p, written := writePack(t, []byte("a"), bytes.Repeat([]byte("b"), 70000), []byte("c"))
+	footer := FooterSize(len(written))
+	flipped := bytes.Clone(p)
+	flipped[len(p)-trailerSize-3] ^= 1 // inside the last entry
+	tests := []struct {
+		name     string
+		pack     []byte
+		tailLen  int64
+		wantNeed int64 // a *TailError asking for this many bytes
+		wantErr  bool
+	}{
+		{"exactly the footer", p, footer, 0, false},
+		{"more than the footer", p, footer + 100, 0, false},
+		{"the whole pack", p, int64(len(p)), 0, false},
+		{"the trailer alone", p, trailerSize, footer, false},
+		{"less than the trailer", p, 4, trailerSize, false},
+		{"one byte short", p, footer - 1, footer, false},
+		{"a flipped bit in an entry", flipped, footer, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			size := int64(len(tt.pack))
+			got, err := ParseTail(tt.pack[size-tt.tailLen:], size)
+			var te *TailError
+			switch {
+			case tt.wantNeed != 0:
+				if !errors.As(err, &te) || te.Need != tt.wantNeed {
+					t.Fatalf("err %v, want a TailError needing %d bytes", err, tt.wantNeed)
+				}
+			case tt.wantErr:
+				var ie *InvalidError
+				if !errors.As(err, &ie) {
+					t.Fatalf("err %v, want an InvalidError", err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				if len(got) != len(written) {
+					t.Fatalf("%d entries, want %d", len(got), len(written))
+				}
+				for i := range got {
+					if got[i] != written[i] {
+						t.Fatalf("entry %d = %+v, written %+v", i, got[i], written[i])
+					}
+				}
+			}
+		})
+	}
+}

@@ -28,15 +28,18 @@ func buildCommands() []*command {
 			"need) and DIR/NAME holds each one's tree; with no --export every pipeline is built and the\n" +
 			"last exported. Sources (org.osbuild.curl, .inline) are fetched into the store, verified, once\n" +
 			"per store. --checkpoint is accepted for osbuild's callers: every stage is stored anyway.\n" +
+			"With --remote, a stage the store lacks is looked for in that remote's bucket (another host's\n" +
+			"build) and pulled instead of run; with --push, each stage is pushed there once stored.\n" +
 			"Progress goes to stderr.\n" +
 			"Exit status: 0 built, 1 a stage failed (its output is shown), 2 a bad manifest (one past\n" +
 			"--max-manifest-size too) or flags, 130 interrupted.",
 		usage: "[--store DIR] [--libdir DIR] [--output-directory DIR] [--export NAME]... [--checkpoint PATTERN]...\n" +
-			"       [--build-pipeline FILE]\n" +
+			"       [--build-pipeline FILE] [--remote NAME [--push]]\n" +
 			"       [--json] [--monitor-fd N] [--loopd-socket PATH] [--max-manifest-size SIZE] MANIFEST|-",
 		example: "  forge build --store /var/cache/forge --output-directory ./output manifest.json\n" +
 			"  forge build --export image --output-directory ./output manifest-v2.json   # ./output/image/disk.img\n" +
-			"  forge build --json manifest.json | jq .output_id",
+			"  forge build --json manifest.json | jq .output_id\n" +
+			"  forge build --remote shared --push --output-directory ./output manifest.json   # share stages between hosts",
 		flags: func(fs *pflag.FlagSet) {
 			storeFlag(fs)
 			fs.String("libdir", "", "stages and assemblers from `DIR` (default: the one beside forge, else "+builder.DefaultLibdir+")")
@@ -47,6 +50,8 @@ func buildCommands() []*command {
 			fs.Bool("json", false, "print {\"tree_id\", \"output_id\", \"success\"} (and \"error\") on stdout")
 			fs.Int("monitor-fd", -1, "write a JSON-seq (RFC 7464) event stream to file descriptor `N`")
 			fs.String("loopd-socket", "", "give assemblers and format-2 devices loop devices from the loopd at `PATH` (default: serve them in-process)")
+			fs.String("remote", "", "take stages the store lacks from remote `NAME` ('forge store remote ls') when another host pushed them")
+			fs.Bool("push", false, "with --remote: push every stage of the build to the remote once it is stored")
 			maxManifestSizeFlag(fs)
 		},
 		run: runBuild,
@@ -168,6 +173,16 @@ func runBuild(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		if opts.OutputDir, err = absArg(out); err != nil {
 			return err
 		}
+	}
+	if name, _ := fs.GetString("remote"); name != "" {
+		spec, err := remoteSpec(ctx, fs)
+		if err != nil {
+			return err
+		}
+		opts.Remote = &spec
+		opts.Push, _ = fs.GetBool("push")
+	} else if push, _ := fs.GetBool("push"); push {
+		return usagef("--push needs --remote NAME")
 	}
 	if sock, _ := fs.GetString("loopd-socket"); sock != "" {
 		if opts.LoopdSocket, err = absArg(sock); err != nil {

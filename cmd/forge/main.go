@@ -52,7 +52,7 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func commands() []*command {
-	return append(append(append(storeCommands(), daemonCommands()...), runCommands()...), buildCommands()...)
+	return append(append(append(append(storeCommands(), remoteCommands()...), daemonCommands()...), runCommands()...), buildCommands()...)
 }
 
 func main() {

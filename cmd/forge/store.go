@@ -122,14 +122,21 @@ func storeCommands() []*command {
 			run:     runDiff,
 		},
 		{
-			name:    "store gc",
-			summary: "Free what no ref holds; with --max-size, first drop least-recently-used refs until the store fits.",
-			usage:   "[--store DIR] [--max-size SIZE] [--dry-run]",
-			example: "  forge store gc --store /var/cache/forge --max-size 50G --dry-run",
+			name: "store gc",
+			summary: "Free what no ref holds; with --max-size, first drop least-recently-used refs until the store fits.\n" +
+				"With --remote, collect the remote's bucket instead: what no ref, no stage pushed within --retention and\n" +
+				"no host's lease reaches is condemned, and deleted by a later run once condemned for --grace.",
+			usage: "[--store DIR] [--max-size SIZE] [--dry-run]\n" +
+				"       forge store gc [--store DIR] --remote NAME [--retention DUR] [--grace DUR] [--dry-run]",
+			example: "  forge store gc --store /var/cache/forge --max-size 50G --dry-run\n" +
+				"  forge store gc --store /var/cache/forge --remote shared --retention 720h",
 			flags: func(fs *pflag.FlagSet) {
 				storeFlag(fs)
 				fs.String("max-size", "", "drop least-recently-used refs until stored chunks fit in `SIZE` (e.g. 500M, 20G, 1T; powers of 1024)")
 				fs.Bool("dry-run", false, "report what would be dropped and freed; change nothing")
+				fs.String("remote", "", "collect the bucket of remote `NAME` rather than the store")
+				fs.Duration("retention", 30*24*time.Hour, "with --remote: keep stages pushed within `DUR` (refs are kept whatever their age)")
+				fs.Duration("grace", time.Hour, "with --remote: delete what has been condemned for `DUR` (longer than any push takes)")
 			},
 			run: runGC,
 		},
@@ -355,6 +362,12 @@ func runDiff(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 func runGC(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	if fs.NArg() != 0 {
 		return usagef("gc takes no arguments")
+	}
+	if name, _ := fs.GetString("remote"); name != "" {
+		if v, _ := fs.GetString("max-size"); v != "" {
+			return usagef("--max-size is for the store, not --remote")
+		}
+		return runRemoteGC(ctx, e, fs)
 	}
 	var req client.GCRequest
 	if v, _ := fs.GetString("max-size"); v != "" {

@@ -133,9 +133,88 @@ type ImportRequest struct {
 // Progress is cas.Progress on the wire: work done so far by an import or
 // export.
 type Progress struct {
-	Entries  int64 // names scanned
-	Bytes    int64 // file content read (or written, for export)
+	Entries  int64 // names scanned (push and pull: objects written, chunks read)
+	Bytes    int64 // file content read (or written, for export; moved, for push and pull)
 	NewBytes int64 // content the store did not have
+	// Phase and Total are set by push and pull: the step they are at, and
+	// the bytes it is to move when known.
+	Phase string `json:",omitempty"`
+	Total int64  `json:",omitempty"`
+}
+
+// RemoteSpec is a bucket of an S3 object store and the credentials the
+// client found for it. The daemon keeps them in memory for the one
+// request: it never reads a caller's environment or files, and never
+// writes credentials anywhere.
+type RemoteSpec struct {
+	// Name is the remote's name on this host, for messages.
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty"`
+	Bucket   string `json:"bucket"`
+	Prefix   string `json:"prefix,omitempty"`
+	// CACert is a PEM file of extra certificate authorities to trust.
+	CACert          string `json:"ca_cert,omitempty"`
+	AccessKeyID     string `json:"access_key_id,omitempty"`
+	SecretAccessKey string `json:"secret_access_key,omitempty"`
+	SessionToken    string `json:"session_token,omitempty"`
+}
+
+// PushRequest asks to copy Tree (a ref or hash) into the remote, then to
+// point stages/ID for each of Stages and refs/NAME for each of Refs at it.
+type PushRequest struct {
+	Remote RemoteSpec `json:"remote"`
+	Tree   string     `json:"tree"`
+	Stages []string   `json:"stages,omitempty"`
+	Refs   []string   `json:"refs,omitempty"`
+}
+
+// PushResult is remote.PushResult on the wire.
+type PushResult struct {
+	Tree        string            `json:"tree"`
+	Chunks      int               `json:"chunks"`
+	NewChunks   int               `json:"new_chunks"`
+	NewBytes    int64             `json:"new_bytes"`
+	Packs       int               `json:"packs"`
+	PackBytes   int64             `json:"pack_bytes"`
+	TreeWritten bool              `json:"tree_written"`
+	Adopted     map[string]string `json:"adopted,omitempty"`
+	Transfer    Transfer          `json:"transfer"`
+	ElapsedSec  float64           `json:"elapsed_seconds"`
+}
+
+// PullRequest asks to copy what Name is in the remote (a stage ID, tree
+// hash or ref) into the store under Refs (default: Name). With Stage,
+// Name is only looked up as a stage ID, and one the bucket lacks is a
+// not-found error.
+type PullRequest struct {
+	Remote RemoteSpec `json:"remote"`
+	Name   string     `json:"name"`
+	Refs   []string   `json:"refs,omitempty"`
+	Stage  bool       `json:"stage,omitempty"`
+}
+
+// PullResult is remote.PullResult on the wire.
+type PullResult struct {
+	Tree        string   `json:"tree"`
+	Kind        string   `json:"kind"` // what Name was: "stage", "tree" or "ref"
+	Refs        []string `json:"refs"`
+	Nodes       int      `json:"nodes"`
+	Chunks      int      `json:"chunks"`
+	Fetched     int      `json:"fetched"`
+	FetchedSize int64    `json:"fetched_bytes"`
+	Ranges      int      `json:"ranges"`
+	Transfer    Transfer `json:"transfer"`
+	ElapsedSec  float64  `json:"elapsed_seconds"`
+}
+
+// Transfer counts the requests an operation sent to the object store.
+type Transfer struct {
+	Requests  int64 `json:"requests"`
+	Gets      int64 `json:"gets"`
+	Puts      int64 `json:"puts"`
+	BytesDown int64 `json:"bytes_down"`
+	BytesUp   int64 `json:"bytes_up"`
 }
 
 // ImportResult is cas.ImportResult on the wire.

@@ -127,6 +127,20 @@ func (c *Client) RefNames(ctx context.Context) ([]RefInfo, error) {
 	return r, err
 }
 
+// Push copies a stored tree into a remote bucket.
+func (c *Client) Push(ctx context.Context, req PushRequest, progress func(Progress)) (PushResult, error) {
+	var r PushResult
+	err := c.call(ctx, "push", req, progress, nil, &r)
+	return r, err
+}
+
+// Pull copies a tree from a remote bucket into the store.
+func (c *Client) Pull(ctx context.Context, req PullRequest, progress func(Progress)) (PullResult, error) {
+	var r PullResult
+	err := c.call(ctx, "pull", req, progress, nil, &r)
+	return r, err
+}
+
 // Remove drops refs.
 func (c *Client) Remove(ctx context.Context, refs ...string) error {
 	return c.call(ctx, "rm", RemoveRequest{Refs: refs}, nil, nil, nil)

@@ -1,0 +1,89 @@
+package builder_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/forge-build/forge/integration/itest"
+)
+
+// TestRemoteBuild: host A builds with --push, host B (its own store and
+// daemon) builds the same manifest with --remote: no stage runs on B and
+// its image is A's, byte for byte. A change in the tree then runs on A
+// alone, and B takes its new stages from the bucket too.
+func TestRemoteBuild(t *testing.T) {
+	s3 := itest.StartS3(t, itest.S3Options{})
+	s3.CreateBucket(t, "forge-builds")
+	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	storeA, storeB := storeDir(t), storeDir(t)
+	for _, s := range []string{storeA, storeB} {
+		if out, err := exec.Command(forgeBin, "store", "remote", "add", "--store", s, "shared", "s3://forge-builds", "--endpoint", s3.Endpoint).CombinedOutput(); err != nil {
+			t.Fatalf("remote add: %v\n%s", err, out)
+		}
+	}
+	outA, outB := t.TempDir(), t.TempDir()
+	all := []string{"pipelines[0].stages[0]", "pipelines[0].stages[1]", "pipelines[1].stages[0]", "pipelines[1].stages[1]", "pipelines[1].stages[2]"}
+
+	r := mustBuild(t, storeA, imageManifest("B\n"), "--export", "image", "--output-directory", outA, "--remote", "shared", "--push")
+	if !slices.Equal(r.ran(), all) {
+		t.Fatalf("A ran %v, want %v", r.ran(), all)
+	}
+	if n := strings.Count(r.stderr, "pushed to remote shared"); n != len(all) {
+		t.Errorf("A pushed %d stages, want %d:\n%s", n, len(all), r.stderr)
+	}
+
+	r = mustBuild(t, storeB, imageManifest("B\n"), "--export", "image", "--output-directory", outB, "--remote", "shared")
+	if len(r.ran()) != 0 {
+		t.Errorf("B ran %v, want nothing: every stage is in the bucket", r.ran())
+	}
+	if !strings.Contains(r.stderr, "pulled from remote shared") {
+		t.Errorf("B says nothing of pulling:\n%s", r.stderr)
+	}
+	sameFile(t, filepath.Join(outA, "image", "disk.img"), filepath.Join(outB, "image", "disk.img"))
+
+	// Changed on A: the tree's last stage and the copy run there, and
+	// are pushed; B runs nothing again.
+	r = mustBuild(t, storeA, imageManifest("changed\n"), "--export", "image", "--output-directory", outA, "--remote", "shared", "--push")
+	if want := []string{"pipelines[0].stages[1]", "pipelines[1].stages[2]"}; !slices.Equal(r.ran(), want) {
+		t.Errorf("A, changed: ran %v, want %v", r.ran(), want)
+	}
+	r = mustBuild(t, storeB, imageManifest("changed\n"), "--export", "image", "--output-directory", outB, "--remote", "shared")
+	if len(r.ran()) != 0 {
+		t.Errorf("B, changed: ran %v, want nothing", r.ran())
+	}
+	sameFile(t, filepath.Join(outA, "image", "disk.img"), filepath.Join(outB, "image", "disk.img"))
+
+	// A stage the bucket lacks runs on B, and without --push stays there.
+	r = mustBuild(t, storeB, imageManifest("only on B\n"), "--export", "image", "--output-directory", outB, "--remote", "shared")
+	if want := []string{"pipelines[0].stages[1]", "pipelines[1].stages[2]"}; !slices.Equal(r.ran(), want) {
+		t.Errorf("B, a new change: ran %v, want %v", r.ran(), want)
+	}
+	if strings.Contains(r.stderr, "pushed to remote") {
+		t.Errorf("B pushed without --push:\n%s", r.stderr)
+	}
+
+	if r := build(t, storeB, imageManifest("B\n"), "--push"); r.code != 2 || !strings.Contains(r.stderr, "--push needs --remote") {
+		t.Errorf("--push without --remote: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func sameFile(t *testing.T, a, b string) {
+	t.Helper()
+	x, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(x, y) {
+		t.Errorf("%s and %s differ", a, b)
+	}
+}

@@ -1,0 +1,344 @@
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/forge-build/forge/cas/digest"
+	"github.com/forge-build/forge/remote/objstore"
+)
+
+// Objects of the bucket's garbage collection and of the hosts reading it.
+const (
+	gcLockKey      = "gc/lock"
+	gcCondemnedKey = "gc/condemned"
+	leasesPrefix   = "leases/"
+)
+
+// GCOptions tune a collection of the bucket.
+type GCOptions struct {
+	// Retention keeps stages pushed within it (default 30 days); refs
+	// and fresh leases are kept whatever their age.
+	Retention time.Duration
+	// Grace is how long an object stays condemned before a later run
+	// may delete it (default 1 hour): longer than any push, so that a
+	// pack pushed before its tree object, or found in the bucket and
+	// used by a push, is never deleted under it.
+	Grace time.Duration
+	// LockTTL is how long the lock holds if this run dies (default 15
+	// minutes).
+	LockTTL time.Duration
+	DryRun  bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// GCResult says what a collection found and did.
+type GCResult struct {
+	Objects      int // objects in the bucket
+	Roots        int // refs, recent stages and fresh leases
+	LiveTrees    int
+	LivePacks    int
+	Condemned    int      // objects condemned now (a later run may delete them)
+	Deleted      []string // objects deleted now (DryRun: that would be)
+	DeletedBytes int64
+	// Missing are tree objects a root names that the bucket lacks.
+	Missing []string
+}
+
+// lockBody is what gc/lock holds.
+type lockBody struct {
+	Host    string    `json:"host"`
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// ErrLocked says another collection holds the bucket.
+var ErrLocked = errors.New("another garbage collection holds the bucket")
+
+// lease is what leases/ID holds: a tree a host is reading.
+type lease struct {
+	Tree    string    `json:"tree"`
+	Host    string    `json:"host"`
+	Expires time.Time `json:"expires"`
+}
+
+// leaseTTL is how long a pull's lease protects its tree.
+const leaseTTL = 2 * time.Hour
+
+// takeLease writes a lease on tree and returns a func that drops it.
+func (r *Remote) takeLease(ctx context.Context, tree digest.Hash) (func(), error) {
+	key := leasesPrefix + r.Host + "-" + token()
+	b, _ := json.Marshal(lease{Tree: tree.String(), Host: r.Host, Expires: time.Now().Add(leaseTTL)})
+	if _, err := r.Bucket.PutIfAbsent(ctx, key, b); err != nil {
+		return nil, fmt.Errorf("lease %s: %w", tree.Short(), err)
+	}
+	return func() {
+		// A lease that cannot be dropped expires.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		r.Bucket.Delete(ctx, key)
+	}, nil
+}
+
+func token() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// GC deletes what nothing in the bucket needs, in two phases: an object
+// no root reaches is condemned (listed in gc/condemned with the time),
+// and deleted by a later run once it has been condemned for opts.Grace
+// and is still unreached. Roots are refs, stages pushed within
+// opts.Retention and unexpired leases; a root's tree object names the
+// packs it needs. One collection runs at a time (gc/lock, with an
+// expiry); another one gets ErrLocked.
+func (r *Remote) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
+	var res GCResult
+	if opts.Retention <= 0 {
+		opts.Retention = 30 * 24 * time.Hour
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = time.Hour
+	}
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = 15 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	now := opts.Now()
+	if !opts.DryRun {
+		unlock, err := r.lock(ctx, now.Add(opts.LockTTL))
+		if err != nil {
+			return res, err
+		}
+		defer unlock()
+	}
+
+	all := map[string]objstore.Object{}
+	if err := r.Bucket.List(ctx, "", func(o objstore.Object) error { all[o.Key] = o; return nil }); err != nil {
+		return res, err
+	}
+	res.Objects = len(all)
+
+	// The roots, and the trees they name.
+	live := map[string]bool{}
+	var trees []digest.Hash
+	root := func(key string, tree digest.Hash) {
+		live[key] = true
+		res.Roots++
+		trees = append(trees, tree)
+	}
+	for key, o := range all {
+		switch {
+		case strings.HasPrefix(key, refsPrefix):
+			b, _, err := r.Bucket.Get(ctx, key)
+			if err != nil {
+				return res, err
+			}
+			h, err := decodePointer(key, b)
+			if err != nil {
+				return res, err
+			}
+			root(key, h)
+		case strings.HasPrefix(key, stagesPrefix):
+			if now.Sub(o.LastModified) > opts.Retention {
+				continue
+			}
+			b, _, err := r.Bucket.Get(ctx, key)
+			if err != nil {
+				return res, err
+			}
+			h, err := decodePointer(key, b)
+			if err != nil {
+				return res, err
+			}
+			root(key, h)
+		case strings.HasPrefix(key, leasesPrefix):
+			b, _, err := r.Bucket.Get(ctx, key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue // dropped meanwhile
+			}
+			if err != nil {
+				return res, err
+			}
+			var l lease
+			if json.Unmarshal(b, &l) != nil || !l.Expires.After(now) || !isHex64(l.Tree) {
+				continue
+			}
+			h, _ := digest.Parse(l.Tree)
+			root(key, h)
+		}
+	}
+	seenTree := map[digest.Hash]bool{}
+	for _, t := range trees {
+		if seenTree[t] {
+			continue
+		}
+		seenTree[t] = true
+		key := treeKey(t)
+		if _, ok := all[key]; !ok {
+			res.Missing = append(res.Missing, key)
+			continue
+		}
+		b, _, err := r.Bucket.Get(ctx, key)
+		if err != nil {
+			return res, err
+		}
+		obj, _, err := decodeTreeObject(t, b)
+		if err != nil {
+			// Which packs a damaged tree object needs is unknown:
+			// nothing may be deleted until it is dealt with.
+			return res, fmt.Errorf("garbage collection stopped, nothing deleted: %w", err)
+		}
+		live[key] = true
+		res.LiveTrees++
+		for _, p := range obj.Packs {
+			if !live[packKey(p.Hash)] {
+				live[packKey(p.Hash)] = true
+				res.LivePacks++
+			}
+		}
+	}
+
+	// Phase two: what was condemned long enough ago and is still
+	// unreached goes; what is unreached now is condemned.
+	condemned, err := r.loadCondemned(ctx)
+	if err != nil {
+		return res, err
+	}
+	next := map[string]time.Time{}
+	var due []string
+	for key, o := range all {
+		if live[key] || !collectable(key) {
+			continue
+		}
+		since, ok := condemned[key]
+		if !ok {
+			since = now
+		}
+		if ok && now.Sub(since) >= opts.Grace {
+			due = append(due, key)
+			res.DeletedBytes += o.Size
+			continue
+		}
+		next[key] = since
+	}
+	res.Condemned = len(next)
+	// Pointers first, then trees, then packs: a reader never finds a
+	// pointer to a deleted tree, nor a tree whose packs are gone.
+	sort.Slice(due, func(i, j int) bool {
+		if ri, rj := deleteRank(due[i]), deleteRank(due[j]); ri != rj {
+			return ri < rj
+		}
+		return due[i] < due[j]
+	})
+	res.Deleted = due
+	if opts.DryRun {
+		return res, nil
+	}
+	if err := r.saveCondemned(ctx, next); err != nil {
+		return res, err
+	}
+	for _, key := range due {
+		if err := r.Bucket.Delete(ctx, key); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// collectable: GC's own objects and refs are never garbage.
+func collectable(key string) bool {
+	for _, p := range []string{packsPrefix, treesPrefix, stagesPrefix, leasesPrefix} {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func deleteRank(key string) int {
+	switch {
+	case strings.HasPrefix(key, stagesPrefix), strings.HasPrefix(key, leasesPrefix):
+		return 0
+	case strings.HasPrefix(key, treesPrefix):
+		return 1
+	}
+	return 2
+}
+
+// lock takes gc/lock until expires, taking over one that expired.
+func (r *Remote) lock(ctx context.Context, expires time.Time) (func(), error) {
+	mine := lockBody{Host: r.Host, Token: token(), Expires: expires}
+	body, _ := json.Marshal(mine)
+	_, err := r.Bucket.PutIfAbsent(ctx, gcLockKey, body)
+	if errors.Is(err, objstore.ErrPrecondition) {
+		cur, etag, gerr := r.Bucket.Get(ctx, gcLockKey)
+		if gerr != nil {
+			return nil, gerr
+		}
+		var held lockBody
+		if json.Unmarshal(cur, &held) == nil && held.Expires.After(time.Now()) {
+			return nil, fmt.Errorf("%w: host %q until %s", ErrLocked, held.Host, held.Expires.Format(time.RFC3339))
+		}
+		// Expired (its runner died): take it over, unless another run
+		// does first.
+		if _, err = r.Bucket.PutIfMatch(ctx, gcLockKey, body, etag); errors.Is(err, objstore.ErrPrecondition) {
+			return nil, fmt.Errorf("%w: another run took over its expired lock", ErrLocked)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		cur, _, err := r.Bucket.Get(ctx, gcLockKey)
+		var held lockBody
+		if err == nil && json.Unmarshal(cur, &held) == nil && held.Token == mine.Token {
+			r.Bucket.Delete(ctx, gcLockKey)
+		}
+	}, nil
+}
+
+type condemnedBody struct {
+	Objects map[string]time.Time `json:"objects"`
+}
+
+func (r *Remote) loadCondemned(ctx context.Context) (map[string]time.Time, error) {
+	b, _, err := r.Bucket.Get(ctx, gcCondemnedKey)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return map[string]time.Time{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c condemnedBody
+	if err := json.Unmarshal(b, &c); err != nil {
+		// A damaged list condemns everything anew: a later run deletes.
+		return map[string]time.Time{}, nil
+	}
+	if c.Objects == nil {
+		c.Objects = map[string]time.Time{}
+	}
+	return c.Objects, nil
+}
+
+func (r *Remote) saveCondemned(ctx context.Context, objects map[string]time.Time) error {
+	b, err := json.Marshal(condemnedBody{Objects: objects})
+	if err != nil {
+		return err
+	}
+	_, err = r.Bucket.Put(ctx, gcCondemnedKey, b)
+	return err
+}
