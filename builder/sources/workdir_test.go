@@ -54,7 +54,9 @@ type noStore struct{}
 func (noStore) Ping(context.Context) (client.PingResult, error) {
 	return client.PingResult{}, errors.New("no store")
 }
-func (noStore) RefNames(context.Context) ([]client.RefInfo, error) { return nil, errors.New("no store") }
+func (noStore) RefNames(context.Context) ([]client.RefInfo, error) {
+	return nil, errors.New("no store")
+}
 func (noStore) Import(context.Context, client.ImportRequest, func(client.Progress)) (client.ImportResult, error) {
 	return client.ImportResult{}, errors.New("no store")
 }
