@@ -275,6 +275,19 @@ func (w *Writer) commit(trees []digest.Hash, changes []refChange) error {
 	return nil
 }
 
+// Flush makes what the Writer put so far durable and known to the index,
+// without a ref: it stays until a GC finds nothing that needs it. For
+// content worth keeping while no tree of the store names it yet (chunks a
+// lazy mount fetched).
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return err
+	}
+	return w.flushLocked(pebble.NoSync)
+}
+
 // Stats returns the Writer's counters.
 func (w *Writer) Stats() WriteStats {
 	w.mu.Lock()

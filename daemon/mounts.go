@@ -21,6 +21,7 @@ import (
 	"github.com/forge-build/forge/fusefs"
 	"github.com/forge-build/forge/internal/mountinfo"
 	"github.com/forge-build/forge/overlay"
+	"github.com/forge-build/forge/remote"
 )
 
 // mountEntry is a mount the daemon serves.
@@ -175,7 +176,29 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 	}
 	var h digest.Hash
 	release := func() {}
+	var lazy *remote.Lazy
 	switch {
+	case req.Remote != nil:
+		if req.Writable || req.Compose != nil || req.Tree == "" {
+			return nil, fmt.Errorf("%w: a remote mount is of one tree, read-only", cas.ErrInvalidArgument)
+		}
+		r, err := d.openRemote(ctx, *req.Remote)
+		if err != nil {
+			return nil, err
+		}
+		found, err := r.Resolve(ctx, req.Tree)
+		if err != nil {
+			return nil, err
+		}
+		h = found.Tree
+		if lazy, err = r.OpenLazy(ctx, d.store, h); err != nil {
+			return nil, err
+		}
+		release = func() {
+			st := lazy.Stats()
+			lazy.Close()
+			d.cfg.Logf("remote mount of %s (%s) ended: %d chunks fetched, %d bytes, %d requests", h.Short(), req.Remote.Name, st.Chunks, st.Bytes, st.Requests.Requests)
+		}
 	case req.Compose != nil:
 		if req.Tree != "" || req.Writable {
 			return nil, fmt.Errorf("%w: a composed mount takes no tree and is read-only", cas.ErrInvalidArgument)
@@ -208,6 +231,9 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 		opts.Name = "forge-rw:" + h.Short()
 		e.rw, e.info.Kind, err = d.mountWritable(mp, h, opts, e)
 		e.m = e.rw
+	} else if lazy != nil {
+		opts.Name = "forge-remote:" + h.Short()
+		e.m, err = fusefs.MountReadOnly(mp, fusefs.NewCache(lazy, 0), h, opts)
 	} else {
 		e.m, err = fusefs.MountReadOnly(mp, d.nodes, h, opts)
 	}

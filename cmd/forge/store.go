@@ -146,16 +146,20 @@ func storeCommands() []*command {
 				"Read-only: any user may look; modes apply. With --rw a copy-on-write view (of an empty tree when no REF|HASH is given) whose changes\n" +
 				"'forge store commit' stores: overlayfs over the tree's read-only mount, its changes under <store>/tmp/ (forge's own\n" +
 				"copy-on-write FUSE filesystem where the store's filesystem cannot hold them). The mount stays after this command exits,\n" +
-				"until 'forge store umount'. Mounts are nosuid,nodev unless --build-root; MOUNTPOINT must be outside the store.",
-			usage: "[--store DIR] [--rw] [--build-root] [REF|HASH] MOUNTPOINT",
+				"until 'forge store umount'. Mounts are nosuid,nodev unless --build-root; MOUNTPOINT must be outside the store.\n" +
+				"With --remote, a tree of that remote's bucket (a stage ID, tree hash or ref there), read-only: at once, whatever its size;\n" +
+				"its files' chunks are fetched when first read, checked against their hashes and kept in the store.",
+			usage: "[--store DIR] [--rw] [--build-root] [--remote NAME] [REF|HASH|STAGE-ID] MOUNTPOINT",
 			example: "  mkdir -p /mnt/base && forge store mount --store /var/cache/forge debian-base /mnt/base\n" +
-				"  forge store mount --store /var/cache/forge --rw debian-base /mnt/stage",
+				"  forge store mount --store /var/cache/forge --rw debian-base /mnt/stage\n" +
+				"  forge store mount --store /var/cache/forge --remote shared 1a5b90983a46d0f36aef9799d8d46df9b5ed0fe3f0840d411a3289975cf1a75a /mnt/remote",
 			flags: func(fs *pflag.FlagSet) {
 				storeFlag(fs)
 				fs.Bool("rw", false, "mount copy-on-write: changes stay under <store>/tmp/ until committed")
 				fs.Bool("build-root", false, "honour set-id bits and device nodes (suid,dev), as a build root needs; "+
 					"anyone who can reach MOUNTPOINT can then run the tree's set-id programs and open its devices: "+
 					"mount where only root can")
+				fs.String("remote", "", "mount a tree of remote `NAME`'s bucket, read lazily")
 			},
 			run: runMount,
 		},
@@ -447,6 +451,16 @@ func runMount(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 	}
 	req.Mountpoint, req.Writable = client.Path(mp), rw
 	req.BuildRoot, _ = fs.GetBool("build-root")
+	if name, _ := fs.GetString("remote"); name != "" {
+		if rw || req.Tree == "" {
+			return usagef("--remote mounts one tree, read-only: want REF|HASH|STAGE-ID and MOUNTPOINT, without --rw")
+		}
+		spec, err := remoteSpec(ctx, fs)
+		if err != nil {
+			return err
+		}
+		req.Remote = &spec
+	}
 	return withClient(ctx, fs, func(c *client.Client) error {
 		info, err := c.Mount(ctx, req)
 		if err != nil {

@@ -344,6 +344,10 @@ type MountRequest struct {
 	Writable   bool           `json:"writable,omitempty"`
 	BuildRoot  bool           `json:"build_root,omitempty"`
 	Compose    []ComposeEntry `json:"compose,omitempty"`
+	// Remote mounts Tree (a stage ID, tree hash or ref of the bucket)
+	// from a remote, read-only and lazily: chunks are fetched on first
+	// read, verified, and kept in the store.
+	Remote *RemoteSpec `json:"remote,omitempty"`
 }
 
 // MarshalJSON implements json.Marshaler: as the struct, but an empty

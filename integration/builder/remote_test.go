@@ -2,6 +2,7 @@ package builder_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,16 @@ func TestRemoteBuild(t *testing.T) {
 		t.Errorf("B says nothing of pulling:\n%s", r.stderr)
 	}
 	sameFile(t, filepath.Join(outA, "image", "disk.img"), filepath.Join(outB, "image", "disk.img"))
+	// B took the image pipeline's last stage alone: the one it exports,
+	// which holds the work of every stage before it.
+	out, err := exec.Command(forgeBin, "store", "ls", "--store", storeB, "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []struct{ Name string }
+	if err := json.Unmarshal(out, &refs); err != nil || len(refs) != 1 {
+		t.Errorf("B's refs: %s (%v), want the image pipeline's last stage alone", out, err)
+	}
 
 	// Changed on A: the tree's last stage and the copy run there, and
 	// are pushed; B runs nothing again.
