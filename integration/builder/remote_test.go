@@ -84,6 +84,55 @@ func TestRemoteBuild(t *testing.T) {
 	}
 }
 
+// TestRemoteBuildRace: two hosts build the same manifest at once, both
+// with --push: both succeed; for each stage one host's pointer wins and
+// the other is told it adopted it; a third host then builds from the
+// bucket and runs nothing.
+func TestRemoteBuildRace(t *testing.T) {
+	s3 := itest.StartS3(t, itest.S3Options{})
+	s3.CreateBucket(t, "forge-race")
+	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	stores := []string{storeDir(t), storeDir(t), storeDir(t)}
+	for _, s := range stores {
+		if out, err := exec.Command(forgeBin, "store", "remote", "add", "--store", s, "shared", "s3://forge-race", "--endpoint", s3.Endpoint).CombinedOutput(); err != nil {
+			t.Fatalf("remote add: %v\n%s", err, out)
+		}
+	}
+	m := imageManifest("raced\n")
+	results := make([]*result, 2)
+	done := make(chan int)
+	for i := range 2 {
+		go func() {
+			results[i] = build(t, stores[i], m, "--export", "image", "--output-directory", t.TempDir(), "--remote", "shared", "--push")
+			done <- i
+		}()
+	}
+	<-done
+	<-done
+	pushed := 0
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("host %d: exit %d\n%s", i, r.code, r.stderr)
+		}
+		pushed += strings.Count(r.stderr, "pushed to remote shared")
+		t.Logf("host %d ran %d stages, adopted %d", i, len(r.ran()), strings.Count(r.stderr, "another host pushed this stage first"))
+	}
+	// Each stage was pushed by one host at least; a host that found a
+	// stage in the bucket before running it pulled it instead.
+	if pushed < 5 {
+		t.Errorf("%d stage pushes in all, want at least the 5 stages", pushed)
+	}
+	out := t.TempDir()
+	r := mustBuild(t, stores[2], m, "--export", "image", "--output-directory", out, "--remote", "shared")
+	if len(r.ran()) != 0 {
+		t.Errorf("the third host ran %v, want nothing", r.ran())
+	}
+	if got := debugfsCat(t, filepath.Join(out, "image", "disk.img"), "/etc/b"); got != "raced\n" {
+		t.Errorf("the third host's image holds %q", got)
+	}
+}
+
 func sameFile(t *testing.T, a, b string) {
 	t.Helper()
 	x, err := os.ReadFile(a)
