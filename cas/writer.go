@@ -123,6 +123,21 @@ func (w *Writer) storedOrHold(key []byte, h digest.Hash) (bool, error) {
 	return ok, err
 }
 
+// HasChunk reports whether chunk h is stored and, if so, keeps it from GC
+// until the Writer closes: a caller that will not put a chunk it found
+// stored (a pull) still gets a tree whose chunks are all there.
+func (w *Writer) HasChunk(h digest.Hash) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return false, err
+	}
+	if w.isHeld(h) {
+		return true, nil
+	}
+	return w.storedOrHold(hashKey(prefixChunk, h), h)
+}
+
 // PutChunk stores data as the chunk h (its SHA-256, which the caller has
 // computed). It reports whether the chunk was new to the store.
 func (w *Writer) PutChunk(h digest.Hash, data []byte) (bool, error) {

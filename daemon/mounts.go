@@ -179,8 +179,10 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 	var lazy *remote.Lazy
 	switch {
 	case req.Remote != nil:
-		if req.Writable || req.Compose != nil || req.Tree == "" {
-			return nil, fmt.Errorf("%w: a remote mount is of one tree, read-only", cas.ErrInvalidArgument)
+		// Never a build root: the bucket's set-id programs and device
+		// nodes are not honoured for whoever reaches the mount.
+		if req.Writable || req.Compose != nil || req.Tree == "" || req.BuildRoot {
+			return nil, fmt.Errorf("%w: a remote mount is of one tree, read-only, not a build root", cas.ErrInvalidArgument)
 		}
 		r, err := d.openRemote(ctx, *req.Remote)
 		if err != nil {

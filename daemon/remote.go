@@ -23,8 +23,14 @@ const remoteCacheDir = "remote-cache"
 // openRemote opens the bucket a request names, with the credentials it
 // carries.
 func (d *Daemon) openRemote(ctx context.Context, spec client.RemoteSpec) (*remote.Remote, error) {
-	if spec.Bucket == "" {
-		return nil, fmt.Errorf("%w: remote %q names no bucket", cas.ErrInvalidArgument, spec.Name)
+	// What a client may ask the daemon (root) to reach and read is what
+	// 'forge store remote add' accepts.
+	url := "s3://" + spec.Bucket
+	if spec.Prefix != "" {
+		url += "/" + spec.Prefix
+	}
+	if err := (remote.Config{Name: spec.Name, URL: url, Endpoint: spec.Endpoint, Region: spec.Region, CACert: spec.CACert}).Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", cas.ErrInvalidArgument, err)
 	}
 	loc := objstore.Location{Endpoint: spec.Endpoint, Region: spec.Region, Bucket: spec.Bucket, Prefix: spec.Prefix, CACert: spec.CACert}
 	creds := objstore.Credentials{AccessKeyID: spec.AccessKeyID, SecretAccessKey: spec.SecretAccessKey, SessionToken: spec.SessionToken}

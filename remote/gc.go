@@ -88,6 +88,36 @@ func (r *Remote) takeLease(ctx context.Context, tree digest.Hash) (func(), error
 	}, nil
 }
 
+// holdLease takes a lease on tree and renews it until the returned func
+// is called, which drops it.
+func (r *Remote) holdLease(ctx context.Context, tree digest.Hash) (func(), error) {
+	drop, err := r.takeLease(ctx, tree)
+	if err != nil {
+		return nil, err
+	}
+	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(leaseTTL / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				drop()
+				return
+			case <-t.C:
+				// A new lease, then the old one dropped.
+				if next, err := r.takeLease(lctx, tree); err == nil {
+					drop()
+					drop = next
+				}
+			}
+		}
+	}()
+	return func() { stop(); <-done }, nil
+}
+
 func token() string {
 	var b [8]byte
 	rand.Read(b[:])
@@ -117,97 +147,21 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	}
 	now := opts.Now()
 	if !opts.DryRun {
-		unlock, err := r.lock(ctx, now.Add(opts.LockTTL))
+		unlock, err := r.lock(ctx, now, now.Add(opts.LockTTL))
 		if err != nil {
 			return res, err
 		}
 		defer unlock()
 	}
 
-	all := map[string]objstore.Object{}
-	if err := r.Bucket.List(ctx, "", func(o objstore.Object) error { all[o.Key] = o; return nil }); err != nil {
+	all, err := r.listAll(ctx)
+	if err != nil {
 		return res, err
 	}
 	res.Objects = len(all)
-
-	// The roots, and the trees they name.
-	live := map[string]bool{}
-	var trees []digest.Hash
-	root := func(key string, tree digest.Hash) {
-		live[key] = true
-		res.Roots++
-		trees = append(trees, tree)
-	}
-	for key, o := range all {
-		switch {
-		case strings.HasPrefix(key, refsPrefix):
-			b, _, err := r.Bucket.Get(ctx, key)
-			if err != nil {
-				return res, err
-			}
-			h, err := decodePointer(key, b)
-			if err != nil {
-				return res, err
-			}
-			root(key, h)
-		case strings.HasPrefix(key, stagesPrefix):
-			if now.Sub(o.LastModified) > opts.Retention {
-				continue
-			}
-			b, _, err := r.Bucket.Get(ctx, key)
-			if err != nil {
-				return res, err
-			}
-			h, err := decodePointer(key, b)
-			if err != nil {
-				return res, err
-			}
-			root(key, h)
-		case strings.HasPrefix(key, leasesPrefix):
-			b, _, err := r.Bucket.Get(ctx, key)
-			if errors.Is(err, objstore.ErrNotFound) {
-				continue // dropped meanwhile
-			}
-			if err != nil {
-				return res, err
-			}
-			var l lease
-			if json.Unmarshal(b, &l) != nil || !l.Expires.After(now) || !isHex64(l.Tree) {
-				continue
-			}
-			h, _ := digest.Parse(l.Tree)
-			root(key, h)
-		}
-	}
-	seenTree := map[digest.Hash]bool{}
-	for _, t := range trees {
-		if seenTree[t] {
-			continue
-		}
-		seenTree[t] = true
-		key := treeKey(t)
-		if _, ok := all[key]; !ok {
-			res.Missing = append(res.Missing, key)
-			continue
-		}
-		b, _, err := r.Bucket.Get(ctx, key)
-		if err != nil {
-			return res, err
-		}
-		obj, _, err := decodeTreeObject(t, b)
-		if err != nil {
-			// Which packs a damaged tree object needs is unknown:
-			// nothing may be deleted until it is dealt with.
-			return res, fmt.Errorf("garbage collection stopped, nothing deleted: %w", err)
-		}
-		live[key] = true
-		res.LiveTrees++
-		for _, p := range obj.Packs {
-			if !live[packKey(p.Hash)] {
-				live[packKey(p.Hash)] = true
-				res.LivePacks++
-			}
-		}
+	live, err := r.liveSet(ctx, all, now, opts, &res)
+	if err != nil {
+		return res, err
 	}
 
 	// Phase two: what was condemned long enough ago and is still
@@ -242,19 +196,142 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		}
 		return due[i] < due[j]
 	})
-	res.Deleted = due
 	if opts.DryRun {
+		res.Deleted = due
 		return res, nil
 	}
 	if err := r.saveCondemned(ctx, next); err != nil {
 		return res, err
 	}
+	// Just before deleting, the roots again: a push or pull that began
+	// during this run may have written a pointer, tree object or lease
+	// that reaches what was unreached at the first listing.
+	if len(due) > 0 {
+		again, err := r.listAll(ctx)
+		if err != nil {
+			return res, err
+		}
+		var scratch GCResult
+		liveNow, err := r.liveSet(ctx, again, opts.Now(), opts, &scratch)
+		if err != nil {
+			return res, err
+		}
+		kept := due[:0]
+		for _, key := range due {
+			if !liveNow[key] {
+				kept = append(kept, key)
+			}
+		}
+		due = kept
+	}
+	res.Deleted = due
 	for _, key := range due {
 		if err := r.Bucket.Delete(ctx, key); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// listAll lists every object of the bucket under the remote's prefix.
+func (r *Remote) listAll(ctx context.Context) (map[string]objstore.Object, error) {
+	all := map[string]objstore.Object{}
+	err := r.Bucket.List(ctx, "", func(o objstore.Object) error { all[o.Key] = o; return nil })
+	return all, err
+}
+
+// liveSet is what the roots among all reach: the roots themselves, the
+// tree objects they name and the packs those list.
+func (r *Remote) liveSet(ctx context.Context, all map[string]objstore.Object, now time.Time, opts GCOptions, res *GCResult) (map[string]bool, error) {
+	// The roots, and the trees they name.
+	live := map[string]bool{}
+	var trees []digest.Hash
+	root := func(key string, tree digest.Hash) {
+		live[key] = true
+		res.Roots++
+		trees = append(trees, tree)
+	}
+	for key, o := range all {
+		switch {
+		case strings.HasPrefix(key, refsPrefix):
+			b, _, err := r.Bucket.Get(ctx, key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue // removed since the listing
+			}
+			if err != nil {
+				return nil, err
+			}
+			h, err := decodePointer(key, b)
+			if err != nil {
+				return nil, err
+			}
+			root(key, h)
+		case strings.HasPrefix(key, stagesPrefix):
+			// A server that gives no time keeps the stage: a missing
+			// date must not read as "ages ago".
+			if !o.LastModified.IsZero() && now.Sub(o.LastModified) > opts.Retention {
+				continue
+			}
+			b, _, err := r.Bucket.Get(ctx, key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			h, err := decodePointer(key, b)
+			if err != nil {
+				return nil, err
+			}
+			root(key, h)
+		case strings.HasPrefix(key, leasesPrefix):
+			b, _, err := r.Bucket.Get(ctx, key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue // dropped meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			var l lease
+			if json.Unmarshal(b, &l) != nil || !l.Expires.After(now) || !isHex64(l.Tree) {
+				continue
+			}
+			h, _ := digest.Parse(l.Tree)
+			root(key, h)
+		}
+	}
+	seenTree := map[digest.Hash]bool{}
+	for _, t := range trees {
+		if seenTree[t] {
+			continue
+		}
+		seenTree[t] = true
+		key := treeKey(t)
+		if _, ok := all[key]; !ok {
+			res.Missing = append(res.Missing, key)
+			continue
+		}
+		b, _, err := r.Bucket.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		obj, _, err := decodeTreeObject(t, b)
+		if err != nil {
+			// Which packs a damaged tree object needs is unknown:
+			// nothing may be deleted until it is dealt with.
+			return nil, fmt.Errorf("garbage collection stopped, nothing deleted: %w", err)
+		}
+		live[key] = true
+		res.LiveTrees++
+		for _, p := range obj.Packs {
+			if !live[packKey(p.Hash)] {
+				live[packKey(p.Hash)] = true
+				res.LivePacks++
+			}
+		}
+	}
+
+	return live, nil
 }
 
 // collectable: GC's own objects and refs are never garbage.
@@ -278,7 +355,7 @@ func deleteRank(key string) int {
 }
 
 // lock takes gc/lock until expires, taking over one that expired.
-func (r *Remote) lock(ctx context.Context, expires time.Time) (func(), error) {
+func (r *Remote) lock(ctx context.Context, now, expires time.Time) (func(), error) {
 	mine := lockBody{Host: r.Host, Token: token(), Expires: expires}
 	body, _ := json.Marshal(mine)
 	_, err := r.Bucket.PutIfAbsent(ctx, gcLockKey, body)
@@ -288,7 +365,7 @@ func (r *Remote) lock(ctx context.Context, expires time.Time) (func(), error) {
 			return nil, gerr
 		}
 		var held lockBody
-		if json.Unmarshal(cur, &held) == nil && held.Expires.After(time.Now()) {
+		if json.Unmarshal(cur, &held) == nil && held.Expires.After(now) {
 			return nil, fmt.Errorf("%w: host %q until %s", ErrLocked, held.Host, held.Expires.Format(time.RFC3339))
 		}
 		// Expired (its runner died): take it over, unless another run

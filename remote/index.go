@@ -44,6 +44,10 @@ func newChunkIndex(b *objstore.Bucket, cache string) *chunkIndex {
 // 50 KiB.
 const guessFooter = 64 << 10
 
+// maxFooter bounds a footer read from the bucket (1.3 million entries):
+// a pack's trailer is not trusted to ask for more.
+const maxFooter = 64 << 20
+
 // addPack reads the footer of pack ref (ref.FooterSize may be 0: unknown)
 // and indexes its chunks.
 func (x *chunkIndex) addPack(ctx context.Context, ref packRef) error {
@@ -98,6 +102,9 @@ func (x *chunkIndex) footer(ctx context.Context, ref packRef) ([]pack.Entry, int
 	}
 	entries, err := pack.ParseTail(tail, size)
 	var te *pack.TailError
+	if errors.As(err, &te) && te.Need > maxFooter {
+		return nil, 0, 0, fmt.Errorf("the footer of %s: %d bytes, more than the %d forge reads", key, te.Need, int64(maxFooter))
+	}
 	if errors.As(err, &te) && te.Need > int64(len(tail)) && te.Need <= size {
 		if tail, _, err = x.b.GetTail(ctx, key, te.Need); err != nil {
 			return nil, 0, 0, fmt.Errorf("the footer of %s: %w", key, err)
@@ -132,12 +139,12 @@ func writeCache(path string, data []byte) {
 	}
 }
 
-// addAll indexes every pack in the bucket: what a push needs to know
-// which chunks the bucket has already.
-func (x *chunkIndex) addAll(ctx context.Context) error {
+// addAll indexes every pack in the bucket but those in skip: what a push
+// needs to know which chunks the bucket has already.
+func (x *chunkIndex) addAll(ctx context.Context, skip map[string]bool) error {
 	var refs []packRef
 	err := x.b.List(ctx, packsPrefix, func(o objstore.Object) error {
-		if h, ok := packFromKey(o.Key); ok {
+		if h, ok := packFromKey(o.Key); ok && !skip[o.Key] {
 			refs = append(refs, packRef{Hash: h, Size: o.Size})
 		}
 		return nil

@@ -158,7 +158,8 @@ func decodeTreeObject(tree digest.Hash, b []byte) (*treeObject, map[digest.Hash]
 	if err != nil {
 		return nil, nil, err
 	}
-	nodes := make(map[digest.Hash]*node.Node, nn)
+	// Not sized by nn: the count is the object's word, the bytes are not.
+	nodes := map[digest.Hash]*node.Node{}
 	for i := range nn {
 		l, err := uv("node length", maxNodeBytes)
 		if err != nil {

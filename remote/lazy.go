@@ -32,17 +32,30 @@ type Lazy struct {
 	pending  int64                  // their bytes
 
 	fetched, fetchedBytes atomic.Int64
-	stop                  context.CancelFunc
-	done                  chan struct{}
+	dropLease             func()
 }
 
 // flushAt is how many fetched bytes are kept in memory before they are
 // flushed to the store's packs.
 const flushAt = 16 << 20
 
-// OpenLazy prepares tree for reading: its tree object, the footers of its
-// packs and a lease. Close it.
+// OpenLazy prepares tree for reading: a lease, its tree object and the
+// footers of its packs. Close it.
 func (r *Remote) OpenLazy(ctx context.Context, st *cas.Store, tree digest.Hash) (*Lazy, error) {
+	dropLease, err := r.holdLease(ctx, tree)
+	if err != nil {
+		return nil, err
+	}
+	l, err := r.openLazy(ctx, st, tree)
+	if err != nil {
+		dropLease()
+		return nil, err
+	}
+	l.dropLease = dropLease
+	return l, nil
+}
+
+func (r *Remote) openLazy(ctx context.Context, st *cas.Store, tree digest.Hash) (*Lazy, error) {
 	raw, _, err := r.Bucket.Get(ctx, treeKey(tree))
 	if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", tree.Short(), err)
@@ -59,34 +72,7 @@ func (r *Remote) OpenLazy(ctx context.Context, st *cas.Store, tree digest.Hash) 
 	if err != nil {
 		return nil, err
 	}
-	l := &Lazy{r: r, st: st, tree: tree, nodes: nodes, idx: idx, w: w, unstored: map[digest.Hash][]byte{}, done: make(chan struct{})}
-	drop, err := r.takeLease(ctx, tree)
-	if err != nil {
-		w.Close()
-		return nil, err
-	}
-	// The lease is renewed while the mount lives: a new one, then the
-	// old one dropped.
-	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	l.stop = stop
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(leaseTTL / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				drop()
-				return
-			case <-t.C:
-				if next, err := r.takeLease(lctx, tree); err == nil {
-					drop()
-					drop = next
-				}
-			}
-		}
-	}()
-	return l, nil
+	return &Lazy{r: r, st: st, tree: tree, nodes: nodes, idx: idx, w: w, unstored: map[digest.Hash][]byte{}}, nil
 }
 
 // Node returns a node of the tree.
@@ -177,7 +163,6 @@ func (l *Lazy) Close() error {
 	l.flushLocked()
 	l.w.Close()
 	l.mu.Unlock()
-	l.stop()
-	<-l.done
+	l.dropLease()
 	return nil
 }

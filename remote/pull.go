@@ -118,6 +118,14 @@ func (r *Remote) Pull(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 			return res, err
 		}
 	}
+	// The bucket's GC keeps what a lease names while the pull runs, even
+	// a tree that no ref or stage names (pulled by its hash): taken
+	// before anything of the tree is read, and renewed.
+	dropLease, err := r.holdLease(ctx, tree)
+	if err != nil {
+		return res, fmt.Errorf("pull %s: %w", tree.Short(), err)
+	}
+	defer dropLease()
 	raw, _, err := r.Bucket.Get(ctx, treeKey(tree))
 	if err != nil {
 		return res, fmt.Errorf("pull %s: %w", tree.Short(), err)
@@ -127,13 +135,13 @@ func (r *Remote) Pull(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 		return res, fmt.Errorf("pull %s: %w", tree.Short(), err)
 	}
 	res.Nodes = len(nodes)
-	// The bucket's GC keeps what a lease names while the pull runs, even
-	// a tree that no ref or stage names (pulled by its hash).
-	dropLease, err := r.takeLease(ctx, tree)
+	// The Writer first: the chunks found stored are held from the
+	// store's GC until the tree that needs them is committed.
+	w, err := st.NewWriter()
 	if err != nil {
-		return res, fmt.Errorf("pull %s: %w", tree.Short(), err)
+		return res, err
 	}
-	defer dropLease()
+	defer w.Close()
 
 	// The chunks the store lacks.
 	var want []digest.Hash
@@ -145,7 +153,7 @@ func (r *Remote) Pull(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 				return
 			}
 			seen[c.Hash] = true
-			ok, err := st.HasChunk(c.Hash)
+			ok, err := w.HasChunk(c.Hash)
 			if err != nil {
 				ferr = err
 			} else if !ok {
@@ -157,12 +165,6 @@ func (r *Remote) Pull(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 		}
 	}
 	res.Chunks = len(seen)
-
-	w, err := st.NewWriter()
-	if err != nil {
-		return res, err
-	}
-	defer w.Close()
 
 	if len(want) > 0 {
 		progress(Progress{Phase: "index"})
@@ -272,7 +274,11 @@ func (r *Remote) fetchRange(ctx context.Context, w *cas.Writer, rg byteRange) (i
 	var n int
 	var bytes int64
 	for _, c := range rg.chunks {
-		data := body[c.at.off-rg.off : c.at.off-rg.off+int64(c.at.length)]
+		lo, hi := c.at.off-rg.off, c.at.off-rg.off+int64(c.at.length)
+		if lo < 0 || hi > int64(len(body)) || lo > hi {
+			return n, bytes, fmt.Errorf("chunk %s in %s: at %d+%d, outside the range read", c.hash, key, c.at.off, c.at.length)
+		}
+		data := body[lo:hi]
 		if got := digest.Sum(data); got != c.hash {
 			return n, bytes, &ChunkError{Chunk: c.hash, Object: key, Offset: c.at.off, Got: got}
 		}

@@ -96,8 +96,19 @@ func (r *Remote) Push(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 	res.Chunks = len(chunks)
 
 	progress(Progress{Phase: "index"})
+	// Packs the bucket's GC condemned are not deduplicated against: a
+	// later GC run may delete them before this push's tree object makes
+	// them live again. Their chunks go into new packs.
+	condemned, err := r.loadCondemned(ctx)
+	if err != nil {
+		return res, fmt.Errorf("push %s: %w", tree.Short(), err)
+	}
+	skip := make(map[string]bool, len(condemned))
+	for k := range condemned {
+		skip[k] = true
+	}
 	idx := newChunkIndex(r.Bucket, r.Cache)
-	if err := idx.addAll(ctx); err != nil {
+	if err := idx.addAll(ctx, skip); err != nil {
 		return res, fmt.Errorf("push %s: list what the bucket holds: %w", tree.Short(), err)
 	}
 	var missing []chunkRef
@@ -125,6 +136,18 @@ func (r *Remote) Push(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 			seen[at.pack] = true
 			p, _ := idx.pack(at.pack)
 			obj.Packs = append(obj.Packs, p)
+		}
+	}
+	// Every pack the tree object will name must still be there: one
+	// listing, so that a pack a GC deleted while this push ran fails the
+	// push rather than break the tree for every reader.
+	present := map[string]bool{}
+	if err := r.Bucket.List(ctx, packsPrefix, func(o objstore.Object) error { present[o.Key] = true; return nil }); err != nil {
+		return res, fmt.Errorf("push %s: %w", tree.Short(), err)
+	}
+	for _, p := range obj.Packs {
+		if !present[packKey(p.Hash)] {
+			return res, fmt.Errorf("push %s: %s left the bucket during the push (a garbage collection?): push again", tree.Short(), packKey(p.Hash))
 		}
 	}
 	progress(Progress{Phase: "tree"})

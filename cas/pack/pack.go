@@ -170,7 +170,9 @@ func parseFooter(footer []byte, trailer [trailerSize]byte, footerStart int64) ([
 		e.Length = binary.LittleEndian.Uint32(b[digest.Size+8:])
 		e.RawLength = binary.LittleEndian.Uint32(b[digest.Size+12:])
 		e.Flags = b[digest.Size+16]
-		if e.Offset < HeaderSize || e.Offset+int64(e.Length) > footerStart || e.Length > MaxBlob || e.RawLength > MaxBlob {
+		// Offset > footerStart-Length, not Offset+Length > footerStart:
+		// an offset near 2^63 must not wrap into the blob area.
+		if e.Offset < HeaderSize || e.Length > MaxBlob || e.RawLength > MaxBlob || e.Offset > footerStart-int64(e.Length) {
 			return nil, &InvalidError{Reason: fmt.Sprintf("entry %d (%s) at %d+%d outside the blob area", i, e.Hash.Short(), e.Offset, e.Length)}
 		}
 	}
@@ -218,6 +220,12 @@ func ReadIndexAt(r io.ReaderAt, size int64) ([]Entry, error) {
 	footerStart := size - trailerSize - count*entrySize
 	if footerStart < HeaderSize {
 		return nil, &InvalidError{Reason: fmt.Sprintf("%d entries do not fit in %d bytes", count, size)}
+	}
+	// A tail too short for the footer says so before anything is
+	// allocated: the count comes from the pack, and a remote pack's
+	// trailer is not trusted to ask for gigabytes.
+	if t, ok := r.(tailReader); ok && footerStart < t.start {
+		return nil, &TailError{Need: FooterSize(int(count))}
 	}
 	footer := make([]byte, count*entrySize)
 	if _, err := r.ReadAt(footer, footerStart); err != nil {

@@ -2,7 +2,9 @@ package pack
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"testing"
 
 	"github.com/forge-build/forge/cas/digest"
@@ -120,6 +122,17 @@ func TestParseTail(t *testing.T) {
 	footer := FooterSize(len(written))
 	flipped := bytes.Clone(p)
 	flipped[len(p)-trailerSize-3] ^= 1 // inside the last entry
+	// A trailer asking for 4e9 entries of a pack said to be 1 TiB: a
+	// TailError, with nothing allocated for them.
+	huge := make([]byte, 1<<10)
+	copy(huge[len(huge)-8:], trailerMagic[:])
+	binary.LittleEndian.PutUint32(huge[len(huge)-16:], 4_000_000_000)
+	// An entry whose offset wraps past 2^63 to land in the blob area.
+	wrapped := bytes.Clone(p)
+	last := len(p) - trailerSize - entrySize
+	binary.LittleEndian.PutUint64(wrapped[last+digest.Size:], 1<<63-10)
+	crc := crc32.Checksum(wrapped[len(p)-int(footer):len(p)-trailerSize], castagnoli)
+	binary.LittleEndian.PutUint32(wrapped[len(p)-12:], crc)
 	tests := []struct {
 		name     string
 		pack     []byte
@@ -134,11 +147,16 @@ func TestParseTail(t *testing.T) {
 		{"less than the trailer", p, 4, trailerSize, false},
 		{"one byte short", p, footer - 1, footer, false},
 		{"a flipped bit in an entry", flipped, footer, 0, true},
+		{"a trailer claiming 4e9 entries", huge, trailerSize, FooterSize(4_000_000_000), false},
+		{"an offset that wraps", wrapped, footer, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			size := int64(len(tt.pack))
-			got, err := ParseTail(tt.pack[size-tt.tailLen:], size)
+			if tt.name == "a trailer claiming 4e9 entries" {
+				size = 1 << 40
+			}
+			got, err := ParseTail(tt.pack[int64(len(tt.pack))-tt.tailLen:], size)
 			var te *TailError
 			switch {
 			case tt.wantNeed != 0:

@@ -343,10 +343,10 @@ func runRemoteGC(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		verb = "would delete"
 	}
 	for _, k := range res.Deleted {
-		fmt.Fprintf(e.stdout, "%s %s\n", verb, k)
+		fmt.Fprintf(e.stdout, "%s %q\n", verb, k)
 	}
 	for _, k := range res.Missing {
-		fmt.Fprintf(e.stderr, "forge store gc: a root names %s, which the bucket lacks\n", k)
+		fmt.Fprintf(e.stderr, "forge store gc: a root names %q, which the bucket lacks\n", k)
 	}
 	fmt.Fprintf(e.stdout, "%s %d objects (%s) of %d; %d roots reach %d trees and %d packs; %d objects condemned (deleted by a run at least %s later)\n",
 		verb, len(res.Deleted), humanBytes(res.DeletedBytes), res.Objects, res.Roots, res.LiveTrees, res.LivePacks, res.Condemned, opts.Grace)

@@ -109,6 +109,7 @@ func spawn(ctx context.Context, c *Client, dir string, opts SpawnOptions) error 
 	start, _ := logFile.Seek(0, 2)
 	cmd := exec.Command(exe, append([]string{"daemon", "--store", dir}, opts.Args...)...)
 	cmd.Dir = "/"
+	cmd.Env = daemonEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own session: the daemon outlives this command and ignores the
 	// terminal's ^C.
@@ -163,4 +164,18 @@ func logTail(path string, start int64) string {
 		lines = lines[len(lines)-5:]
 	}
 	return strings.Join(lines, "\n") + " (see " + path + ")"
+}
+
+// daemonEnv is the environment a daemon is started with: the caller's,
+// without its AWS_* variables. The daemon outlives the command that
+// started it and serves every caller: credentials come with each request
+// that needs them, not from whoever happened to start it.
+func daemonEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, e := range env {
+		if !strings.HasPrefix(e, "AWS_") {
+			out = append(out, e)
+		}
+	}
+	return out
 }

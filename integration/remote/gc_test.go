@@ -57,7 +57,7 @@ func TestRemoteGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = gc("--retention", "1ns", "--grace", "1ns")
-	if r.code != 0 || !strings.Contains(r.stdout, "deleted stages/"+stageID) {
+	if r.code != 0 || !strings.Contains(r.stdout, `deleted "stages/`+stageID) {
 		t.Fatalf("gc with a lease: want the stage pointer deleted, its tree kept\n%s%s", r.stdout, r.stderr)
 	}
 	if strings.Contains(r.stdout, "trees/") || strings.Contains(r.stdout, "packs/") {
@@ -71,7 +71,7 @@ func TestRemoteGC(t *testing.T) {
 	}
 	gc("--retention", "1ns", "--grace", "1ns")
 	r = gc("--retention", "1ns", "--grace", "1ns")
-	if r.code != 0 || !strings.Contains(r.stdout, "deleted trees/"+stageTree) || !strings.Contains(r.stdout, "deleted packs/") {
+	if r.code != 0 || !strings.Contains(r.stdout, `deleted "trees/`+stageTree) || !strings.Contains(r.stdout, `deleted "packs/`) {
 		t.Fatalf("gc after the lease: want the tree and its packs deleted\n%s%s", r.stdout, r.stderr)
 	}
 	after := keys(t, bk, "packs/")

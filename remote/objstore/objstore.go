@@ -244,7 +244,7 @@ func (b *Bucket) put(ctx context.Context, key string, body []byte, ifMatch, ifNo
 
 // Get reads the whole object under key, with its ETag.
 func (b *Bucket) Get(ctx context.Context, key string) (body []byte, etag string, err error) {
-	body, etag, _, err = b.get(ctx, key, "")
+	body, etag, _, err = b.get(ctx, key, "", b.maxGet)
 	return body, etag, err
 }
 
@@ -254,18 +254,21 @@ func (b *Bucket) GetRange(ctx context.Context, key string, off, n int64) ([]byte
 	if n <= 0 {
 		return nil, nil
 	}
-	body, _, _, err := b.get(ctx, key, fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	body, _, _, err := b.get(ctx, key, fmt.Sprintf("bytes=%d-%d", off, off+n-1), n)
 	return body, err
 }
 
 // GetTail reads the last n bytes of the object under key (all of it if it
 // is shorter) and returns them with the object's whole size.
 func (b *Bucket) GetTail(ctx context.Context, key string, n int64) ([]byte, int64, error) {
-	body, _, size, err := b.get(ctx, key, fmt.Sprintf("bytes=-%d", n))
+	body, _, size, err := b.get(ctx, key, fmt.Sprintf("bytes=-%d", n), n)
 	return body, size, err
 }
 
-func (b *Bucket) get(ctx context.Context, key, rng string) ([]byte, string, int64, error) {
+// get reads key (or the range rng of it), at most limit bytes: a server
+// that says or sends more fails the read before it takes more memory.
+func (b *Bucket) get(ctx context.Context, key, rng string, limit int64) ([]byte, string, int64, error) {
+	limit = min(limit, b.maxGet)
 	b.gets.Add(1)
 	in := &s3.GetObjectInput{Bucket: aws.String(b.loc.Bucket), Key: aws.String(b.key(key))}
 	if rng != "" {
@@ -277,21 +280,21 @@ func (b *Bucket) get(ctx context.Context, key, rng string) ([]byte, string, int6
 	}
 	defer out.Body.Close()
 	where := "S3 get " + key + " (" + b.loc.String() + ")"
-	if out.ContentLength != nil && *out.ContentLength > b.maxGet {
-		return nil, "", 0, fmt.Errorf("%s: %d bytes, more than the %d forge reads at once", where, *out.ContentLength, b.maxGet)
+	if out.ContentLength != nil && *out.ContentLength > limit {
+		return nil, "", 0, fmt.Errorf("%s: %d bytes, more than the %d asked for", where, *out.ContentLength, limit)
 	}
 	var buf bytes.Buffer
 	if out.ContentLength != nil && *out.ContentLength > 0 {
 		buf.Grow(int(*out.ContentLength))
 	}
 	// A server that sends more than it said (or never ends) is cut off.
-	n, err := io.Copy(&buf, io.LimitReader(out.Body, b.maxGet+1))
+	n, err := io.Copy(&buf, io.LimitReader(out.Body, limit+1))
 	b.down.Add(n)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("%s: reading the body: %w", where, err)
 	}
-	if n > b.maxGet {
-		return nil, "", 0, fmt.Errorf("%s: more than the %d bytes forge reads at once", where, b.maxGet)
+	if n > limit {
+		return nil, "", 0, fmt.Errorf("%s: more than the %d bytes asked for", where, limit)
 	}
 	if out.ContentLength != nil && n != *out.ContentLength {
 		return nil, "", 0, fmt.Errorf("%s: got %d bytes of %d", where, n, *out.ContentLength)
@@ -318,7 +321,10 @@ type Object struct {
 func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error) error {
 	full := b.key(prefix)
 	strip := len(full) - len(prefix)
-	p := s3.NewListObjectsV2Paginator(b.c, &s3.ListObjectsV2Input{Bucket: aws.String(b.loc.Bucket), Prefix: aws.String(full)})
+	// A server that hands out the same continuation token again would
+	// make the listing endless.
+	p := s3.NewListObjectsV2Paginator(b.c, &s3.ListObjectsV2Input{Bucket: aws.String(b.loc.Bucket), Prefix: aws.String(full)},
+		func(o *s3.ListObjectsV2PaginatorOptions) { o.StopOnDuplicateToken = true })
 	for p.HasMorePages() {
 		b.gets.Add(1)
 		page, err := p.NextPage(ctx)
