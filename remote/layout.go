@@ -28,7 +28,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -232,5 +231,3 @@ func decodePointer(key string, b []byte) (digest.Hash, error) {
 // a ref, as the caller asked). It is a cas.ErrNotFound, so that the
 // daemon's clients can tell it from a failure.
 var ErrNotInBucket = fmt.Errorf("%w in the bucket", errdefs.ErrNotFound)
-
-func hexString(b []byte) string { return hex.EncodeToString(b) }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,11 @@ func (l *Lazy) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
 	}
 	l.mu.Unlock()
 	if ok, err := l.st.HasChunk(h); err == nil && ok {
-		return l.st.ReadChunk(h, buf)
+		// Stored by another writer, which the store's GC may have
+		// freed since: then it is fetched like any other.
+		if out, err := l.st.ReadChunk(h, buf); !errors.Is(err, cas.ErrNotFound) {
+			return out, err
+		}
 	}
 	at, ok := l.idx.lookup(h)
 	if !ok {

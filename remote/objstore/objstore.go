@@ -347,13 +347,13 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(Object) error)
 // Delete removes the object under key; a missing one is not an error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	_, err := b.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.loc.Bucket), Key: aws.String(b.key(key))})
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		if err = b.wrap("delete", key, err); errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		return err
+	if err == nil {
+		return nil
 	}
-	return nil
+	if err = b.wrap("delete", key, err); errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // CreateBucket makes the bucket; one that exists and is the caller's is
