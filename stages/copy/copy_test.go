@@ -124,7 +124,7 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tool, err := plan(f.a, item{From: &tt.from, To: &tt.to, RemoveDestination: tt.remove})
+			tool, _, err := plan(f.a, item{From: &tt.from, To: &tt.to, RemoveDestination: tt.remove})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
