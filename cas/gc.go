@@ -452,7 +452,8 @@ func (s *Store) copyBlobs(liveLocs map[digest.Hash]chunkLoc, drop packID, where 
 	var blob []byte
 	for _, h := range hashes {
 		loc := liveLocs[h]
-		blob, err = s.readBlob(h, loc, loc.Flags, blob[:0])
+		// As stored: a compressed chunk moves compressed.
+		blob, err = s.readStoredBlob(h, loc, blob[:0])
 		if err != nil && loc.Flags == pack.FlagNode {
 			if cp := s.nodeCopy(h); cp != nil {
 				blob, err = append(blob[:0], cp...), nil

@@ -28,9 +28,17 @@ import (
 // tail) is reported by Open, fsck and GC, and rebuilt by fsck --repair.
 
 // StoreFormat is the version of the on-disk layout this code reads and
-// writes: 2 keeps tree nodes in packs and refs in the ref log; format 1
-// (no format file) kept both only in the index and is converted on open.
-const StoreFormat = 2
+// writes: 3 may hold zstd-compressed chunks (pack.FlagZstd); 2 kept tree
+// nodes in packs and refs in the ref log, as 3 does, but no compressed
+// chunk, and is upgraded on open by rewriting the format file alone (a
+// forge of format 2 then refuses the store, rather than take compressed
+// chunks for damaged ones, which its fsck --repair would drop); format 1
+// (no format file) kept nodes and refs only in the index and is
+// converted on open.
+const StoreFormat = 3
+
+// upgradableFormat is the format whose stores this one is a superset of.
+const upgradableFormat = 2
 
 // indexVersion is the value of the index's version key: the index layout
 // (node keys locate blobs in packs and copy small nodes; no ref keys).
@@ -51,10 +59,14 @@ func (s *Store) checkFormat() error {
 		if _, err := fmt.Sscanf(string(b), "forge store format %d\n", &v); err != nil {
 			return fmt.Errorf("store %s: %s says %q: %w", s.dir, path, bytes.TrimSpace(b), ErrCorrupt)
 		}
-		if v != StoreFormat {
-			return fmt.Errorf("store %s is of format %d; this forge reads format %d: use a forge of that format, or export its trees and import them here", s.dir, v, StoreFormat)
+		switch v {
+		case StoreFormat:
+			return nil
+		case upgradableFormat:
+			s.opts.Logf("store %s: format %d upgraded to %d (chunks may now be stored compressed)", s.dir, v, StoreFormat)
+			return writeFileSync(path, []byte(fmt.Sprintf("forge store format %d\n", StoreFormat)))
 		}
-		return nil
+		return fmt.Errorf("store %s is of format %d; this forge reads formats %d and %d: use a forge of that format, or export its trees and import them here", s.dir, v, upgradableFormat, StoreFormat)
 	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("store %s: %w", s.dir, err)
 	}
@@ -292,7 +304,7 @@ func (s *Store) rebuildIndex(ctx context.Context) (RebuildResult, error) {
 		for _, e := range entries {
 			prefix := byte(prefixChunk)
 			switch e.Flags {
-			case 0:
+			case 0, pack.FlagZstd:
 				res.Chunks++
 			case pack.FlagNode:
 				prefix = prefixNode

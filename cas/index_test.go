@@ -401,11 +401,28 @@ func TestFormat1IsConverted(t *testing.T) {
 func TestOpenRefusesOtherFormats(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	storeWithTwoRefs(t, dir)
-	must(t, os.WriteFile(filepath.Join(dir, formatFile), []byte("forge store format 3\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, formatFile), []byte("forge store format 4\n"), 0o600))
 	_, err := Open(dir, Options{})
-	if err == nil || !strings.Contains(err.Error(), "format 3") {
-		t.Fatalf("open of a format-3 store: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "format 4") {
+		t.Fatalf("open of a format-4 store: %v", err)
 	}
+}
+
+// TestFormat2IsUpgraded: a format-2 store opens, says format 3 after,
+// and its trees read as before.
+func TestFormat2IsUpgraded(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	want := storeWithTwoRefs(t, dir)
+	must(t, os.WriteFile(filepath.Join(dir, formatFile), []byte("forge store format 2\n"), 0o600))
+	s, err := Open(dir, Options{})
+	must(t, err)
+	defer s.Close()
+	b, err := os.ReadFile(filepath.Join(dir, formatFile))
+	must(t, err)
+	if string(b) != "forge store format 3\n" {
+		t.Fatalf("format file after open: %q", b)
+	}
+	requireRefs(t, s, want)
 }
 
 func TestValidRefName(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/forge-build/forge/cas/codec"
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
 	"github.com/forge-build/forge/cas/pack"
@@ -73,6 +74,14 @@ type Store struct {
 	// made the garbage collector the commit's largest cost.
 	chunkers sync.Pool
 
+	// codec compresses chunks (when the store's compression setting
+	// says so) and decodes compressed ones (always: any store may hold
+	// them, pulled from a bucket or written before the setting changed).
+	codec *codec.Codec
+	// scratch holds buffers for compressed bytes on their way to being
+	// decoded.
+	scratch sync.Pool
+
 	mu      sync.Mutex
 	writers map[*Writer]struct{}
 	pins    map[digest.Hash]int   // trees in use by this process: mounts, exports
@@ -122,9 +131,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{dir: dir, lock: lock, opts: opts, racyWindow: 2 * time.Second, writers: map[*Writer]struct{}{}, pins: map[digest.Hash]int{}, packs: map[packID]packReader{}}
+	s.scratch.New = func() any { b := make([]byte, 0, 256<<10); return &b }
+	if s.codec, err = codec.New(); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
 	ok := false
 	defer func() {
 		if !ok {
+			s.codec.Close()
 			lock.Close()
 		}
 	}()
@@ -464,6 +479,43 @@ func (s *Store) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
 	return s.readIndexed(prefixChunk, h, buf)
 }
 
+// ReadStoredChunk appends chunk h as its pack stores it (zstd-compressed
+// when flags has pack.FlagZstd) to buf, verified against h all the same,
+// with its length once decoded: what a push sends, so that a bucket keeps
+// what the store keeps.
+func (s *Store) ReadStoredChunk(h digest.Hash, buf []byte) (stored []byte, rawLength int, flags uint8, err error) {
+	for attempt := 0; ; attempt++ {
+		loc, err := s.location(prefixChunk, h)
+		if err != nil {
+			return buf, 0, 0, err
+		}
+		out, err := s.readStoredBlob(h, loc, buf)
+		if (errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrClosed)) && attempt == 0 {
+			continue // moved by GC meanwhile: look it up again, once
+		}
+		return out, int(loc.RawLength), loc.Flags, err
+	}
+}
+
+// DecodeChunk appends to buf the plain bytes of chunk h given as a pack
+// stores it (stored, flags, rawLength from a pack's footer, perhaps a
+// bucket's), checked against h: ErrCorrupt, wrapped, when they do not
+// decode or hash to h. Flags other than a chunk's are refused.
+func (s *Store) DecodeChunk(h digest.Hash, stored []byte, flags uint8, rawLength uint32, buf []byte) ([]byte, error) {
+	if flags&^pack.FlagZstd != 0 {
+		return buf, fmt.Errorf("chunk %s: flags %#x are not a chunk's: %w", h, flags, ErrCorrupt)
+	}
+	start := len(buf)
+	out, err := s.codec.Decode(stored, flags, rawLength, buf)
+	if err != nil {
+		return buf, fmt.Errorf("chunk %s: %w: %w", h, ErrCorrupt, err)
+	}
+	if got := digest.Sum(out[start:]); got != h {
+		return out[:start], fmt.Errorf("chunk %s: its bytes hash to %s: %w", h, got.Short(), ErrCorrupt)
+	}
+	return out, nil
+}
+
 // readIndexed reads the blob the index locates under prefix and h.
 func (s *Store) readIndexed(prefix byte, h digest.Hash, buf []byte) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
@@ -488,17 +540,71 @@ func (s *Store) readIndexed(prefix byte, h digest.Hash, buf []byte) ([]byte, err
 	}
 }
 
-// readBlob appends the blob at loc to buf, after checking that loc is one
-// the pack can hold (a damaged index must not make us allocate gigabytes
-// or read past the blobs) and that its flags are the ones wanted, and
-// verifies the bytes against h.
-func (s *Store) readBlob(h digest.Hash, loc chunkLoc, flags uint8, buf []byte) ([]byte, error) {
-	isNode := flags == pack.FlagNode
+// readBlob appends the plain bytes of the blob at loc to buf, after
+// checking that loc is one the pack can hold (a damaged index must not
+// make us allocate gigabytes or read past the blobs) and that its flags
+// are those of the kind wanted (0 for a chunk, pack.FlagNode), and
+// verifies them against h. A chunk stored compressed (pack.FlagZstd) is
+// decoded first: its hash is of the plain bytes.
+func (s *Store) readBlob(h digest.Hash, loc chunkLoc, kind uint8, buf []byte) ([]byte, error) {
+	if loc.Flags&pack.FlagZstd == 0 {
+		return s.readStored(h, loc, kind, buf)
+	}
+	scratch := s.scratch.Get().(*[]byte)
+	defer s.scratch.Put(scratch)
+	stored, err := s.readStored(h, loc, kind, (*scratch)[:0])
+	*scratch = stored
+	if err != nil {
+		return buf, err
+	}
+	return s.decodeVerified(h, loc, stored, buf)
+}
+
+// readStoredBlob appends the blob at loc as its pack stores it (compressed
+// or not) to buf, verified against h all the same: what GC copies into a
+// new pack.
+func (s *Store) readStoredBlob(h digest.Hash, loc chunkLoc, buf []byte) ([]byte, error) {
+	out, err := s.readStored(h, loc, loc.Flags&^pack.FlagZstd, buf)
+	if err != nil || loc.Flags&pack.FlagZstd == 0 {
+		return out, err
+	}
+	scratch := s.scratch.Get().(*[]byte)
+	defer s.scratch.Put(scratch)
+	plain, err := s.decodeVerified(h, loc, out[len(buf):], (*scratch)[:0])
+	*scratch = plain
+	if err != nil {
+		return buf, err
+	}
+	return out, nil
+}
+
+// decodeVerified appends the decoding of a compressed blob's stored bytes
+// to buf, checked against h.
+func (s *Store) decodeVerified(h digest.Hash, loc chunkLoc, stored, buf []byte) ([]byte, error) {
+	start := len(buf)
+	out, err := s.codec.Decode(stored, loc.Flags, loc.RawLength, buf)
+	if err != nil {
+		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: fmt.Errorf("at offset %d: %w: %w", loc.Offset, ErrCorrupt, err)}
+	}
+	if got := digest.Sum(out[start:]); got != h {
+		return out[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(),
+			Err: fmt.Errorf("content at offset %d decodes to bytes hashing to %s: %w", loc.Offset, got.Short(), ErrCorrupt)}
+	}
+	return out, nil
+}
+
+// readStored appends the stored bytes of the blob at loc to buf, checked
+// as readBlob says; a blob stored as it is is verified against h too (a
+// compressed one is verified once decoded).
+func (s *Store) readStored(h digest.Hash, loc chunkLoc, kind uint8, buf []byte) ([]byte, error) {
+	isNode := kind == pack.FlagNode
 	fail := func(err error) ([]byte, error) {
 		return buf, &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err, Node: isNode}
 	}
-	if loc.Flags != flags {
-		return fail(fmt.Errorf("flags %#x where %#x belong: %w", loc.Flags, flags, ErrCorrupt))
+	// Only chunks are ever compressed: a node is read by the FUSE server
+	// on every lookup and is small.
+	if loc.Flags != kind && !(kind == 0 && loc.Flags == pack.FlagZstd) {
+		return fail(fmt.Errorf("flags %#x where %#x belong: %w", loc.Flags, kind, ErrCorrupt))
 	}
 	p, err := s.packFile(loc.Pack)
 	if err != nil {
@@ -516,6 +622,9 @@ func (s *Store) readBlob(h digest.Hash, loc chunkLoc, flags uint8, buf []byte) (
 			err = fmt.Errorf("pack is shorter than offset %d+%d: %w", loc.Offset, loc.Length, ErrCorrupt)
 		}
 		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(), Err: err, Node: isNode}
+	}
+	if loc.Flags&pack.FlagZstd != 0 {
+		return buf, nil
 	}
 	if got := digest.Sum(buf[start:]); got != h {
 		return buf[:start], &ChunkError{Chunk: h, Pack: loc.Pack.String(), Node: isNode,

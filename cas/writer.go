@@ -46,6 +46,11 @@ type Writer struct {
 	// gcMu while holding mu: one lock for both would deadlock.
 	heldMu sync.Mutex
 	held   map[digest.Hash]struct{}
+
+	// compress is the store's compression setting when the Writer
+	// started: chunks that zstd shrinks by an eighth or more are stored
+	// compressed.
+	compress bool
 }
 
 // WriteStats count a Writer's work.
@@ -54,15 +59,22 @@ type WriteStats struct {
 	ChunkBytes int64 // their bytes
 	NewChunks  int   // chunks not stored before
 	NewBytes   int64 // their bytes
-	Nodes      int   // nodes put
-	NewNodes   int   // nodes not stored before
-	Packs      int   // packs written
+	// StoredBytes is what the new chunks take in packs: NewBytes, less
+	// what compression saved.
+	StoredBytes int64
+	Nodes       int // nodes put
+	NewNodes    int // nodes not stored before
+	Packs       int // packs written
 }
 
 // NewWriter starts a Writer. Close it when done, whether or not it
 // committed.
 func (s *Store) NewWriter() (*Writer, error) {
-	w := &Writer{s: s, held: map[digest.Hash]struct{}{}}
+	c, err := s.Compression()
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{s: s, held: map[digest.Hash]struct{}{}, compress: c == CompressionZstd}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -143,33 +155,85 @@ func (w *Writer) HasChunk(h digest.Hash) (bool, error) {
 func (w *Writer) PutChunk(h digest.Hash, data []byte) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
+	key, have, err := w.claimChunk(h, len(data))
+	if err != nil || have {
 		return false, err
+	}
+	stored, flags := data, uint8(0)
+	if w.compress {
+		// Outside the lock: the callers that hash and chunk in
+		// parallel compress in parallel too.
+		w.mu.Unlock()
+		stored, flags = w.s.codec.Compress(data, nil)
+		w.mu.Lock()
+		if err := w.usable(); err != nil {
+			return false, err
+		}
+		if w.isHeld(h) {
+			return false, nil // put by another goroutine meanwhile
+		}
+	}
+	if err := w.addChunk(key, h, stored, len(data), flags); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// PutStoredChunk stores chunk h as a pack holds it: stored (zstd when
+// flags has pack.FlagZstd, rawLength bytes once decoded), which the caller
+// has checked decodes to bytes hashing to h. A pull keeps chunks as the
+// bucket sends them, compressed or not, whatever the store's setting: any
+// store reads both. It reports whether the chunk was new to the store.
+func (w *Writer) PutStoredChunk(h digest.Hash, stored []byte, rawLength int, flags uint8) (bool, error) {
+	if flags&^pack.FlagZstd != 0 {
+		return false, fmt.Errorf("chunk %s: flags %#x are not a chunk's", h, flags)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key, have, err := w.claimChunk(h, rawLength)
+	if err != nil || have {
+		return false, err
+	}
+	if err := w.addChunk(key, h, stored, rawLength, flags); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// claimChunk counts a chunk put and reports whether the store has it
+// already (which it then holds for the Writer); otherwise key is its index
+// key. w.mu is held.
+func (w *Writer) claimChunk(h digest.Hash, rawLength int) (key []byte, have bool, err error) {
+	if err := w.usable(); err != nil {
+		return nil, false, err
 	}
 	w.stats.Chunks++
-	w.stats.ChunkBytes += int64(len(data))
+	w.stats.ChunkBytes += int64(rawLength)
 	if w.isHeld(h) {
-		return false, nil
+		return nil, true, nil
 	}
-	key := hashKey(prefixChunk, h)
-	stored, err := w.storedOrHold(key, h)
+	key = hashKey(prefixChunk, h)
+	have, err = w.storedOrHold(key, h)
 	if err != nil {
-		return false, w.fail(err)
+		return nil, false, w.fail(err)
 	}
-	if stored {
-		return false, nil
-	}
-	if err := w.addBlob(key, h, data, 0); err != nil {
-		return false, err
+	return key, have, nil
+}
+
+// addChunk appends a new chunk, as stored, and counts it. w.mu is held.
+func (w *Writer) addChunk(key []byte, h digest.Hash, stored []byte, rawLength int, flags uint8) error {
+	if err := w.addBlob(key, h, stored, rawLength, flags); err != nil {
+		return err
 	}
 	w.stats.NewChunks++
-	w.stats.NewBytes += int64(len(data))
-	return true, nil
+	w.stats.NewBytes += int64(rawLength)
+	w.stats.StoredBytes += int64(len(stored))
+	return nil
 }
 
 // addBlob appends a blob to the Writer's pack, starting one if needed, and
 // queues its index entry.
-func (w *Writer) addBlob(key []byte, h digest.Hash, data []byte, flags uint8) error {
+func (w *Writer) addBlob(key []byte, h digest.Hash, data []byte, rawLength int, flags uint8) error {
 	var err error
 	if w.pack == nil {
 		if w.pack, err = w.s.newPackOutput(); err != nil {
@@ -177,7 +241,7 @@ func (w *Writer) addBlob(key []byte, h digest.Hash, data []byte, flags uint8) er
 		}
 		w.stats.Packs++
 	}
-	loc, err := w.pack.add(h, data, len(data), flags)
+	loc, err := w.pack.add(h, data, rawLength, flags)
 	if err != nil {
 		return w.fail(err)
 	}
@@ -215,7 +279,7 @@ func (w *Writer) PutNode(n *node.Node) (digest.Hash, error) {
 	}
 	// Into the pack, beside the chunks it names: the index only locates
 	// it, and can be rebuilt from the pack's footer.
-	if err := w.addBlob(key, h, enc, pack.FlagNode); err != nil {
+	if err := w.addBlob(key, h, enc, len(enc), pack.FlagNode); err != nil {
 		return h, err
 	}
 	w.stats.NewNodes++

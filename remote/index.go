@@ -18,7 +18,8 @@ import (
 type chunkAt struct {
 	pack   digest.Hash
 	off    int64
-	length uint32
+	length uint32 // in the pack: compressed, for a chunk flagged so
+	raw    uint32 // decoded
 	flags  uint8
 }
 
@@ -69,7 +70,7 @@ func (x *chunkIndex) addPack(ctx context.Context, ref packRef) error {
 			continue
 		}
 		if _, ok := x.chunks[e.Hash]; !ok {
-			x.chunks[e.Hash] = chunkAt{pack: ref.Hash, off: e.Offset, length: e.Length, flags: e.Flags}
+			x.chunks[e.Hash] = chunkAt{pack: ref.Hash, off: e.Offset, length: e.Length, raw: e.RawLength, flags: e.Flags}
 		}
 	}
 	return nil

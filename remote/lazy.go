@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/forge-build/forge/cas"
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/cas/pack"
 	"github.com/forge-build/forge/remote/objstore"
 )
 
@@ -104,7 +106,7 @@ func (l *Lazy) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
 	if !ok {
 		return buf, fmt.Errorf("chunk %s is in none of the packs tree object %s lists", h, treeKey(l.tree))
 	}
-	if at.flags != 0 {
+	if at.flags&^pack.FlagZstd != 0 {
 		return buf, fmt.Errorf("chunk %s in %s has flags %#x this forge cannot read", h, packKey(at.pack), at.flags)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -116,27 +118,31 @@ func (l *Lazy) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
 	if int64(len(data)) != int64(at.length) {
 		return buf, fmt.Errorf("%s: %d bytes at %d, want %d", packKey(at.pack), len(data), at.off, at.length)
 	}
-	if got := digest.Sum(data); got != h {
-		return buf, &ChunkError{Chunk: h, Object: packKey(at.pack), Offset: at.off, Got: got}
+	start := len(buf)
+	out, err := l.st.DecodeChunk(h, data, at.flags, at.raw, buf)
+	if err != nil {
+		return buf, &ChunkError{Chunk: h, Object: packKey(at.pack), Offset: at.off, Err: err}
 	}
 	l.fetched.Add(1)
 	l.fetchedBytes.Add(int64(len(data)))
-	l.keep(h, data)
-	return append(buf, data...), nil
+	l.keep(h, data, int(at.raw), at.flags, out[start:])
+	return out, nil
 }
 
-// keep stores a fetched chunk; what cannot be stored is only not kept.
-func (l *Lazy) keep(h digest.Hash, data []byte) {
+// keep stores a fetched chunk as the bucket keeps it (stored, rawLength
+// and flags), and its plain bytes until they can be read from the store;
+// what cannot be stored is only not kept.
+func (l *Lazy) keep(h digest.Hash, stored []byte, rawLength int, flags uint8, plain []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.unstored[h]; ok {
 		return
 	}
-	if _, err := l.w.PutChunk(h, data); err != nil {
+	if _, err := l.w.PutStoredChunk(h, stored, rawLength, flags); err != nil {
 		return
 	}
-	l.unstored[h] = data
-	l.pending += int64(len(data))
+	l.unstored[h] = bytes.Clone(plain) // plain is the caller's buffer
+	l.pending += int64(len(stored))
 	if l.pending >= flushAt {
 		l.flushLocked()
 	}

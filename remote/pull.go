@@ -12,6 +12,7 @@ import (
 	"github.com/forge-build/forge/cas/digest"
 	"github.com/forge-build/forge/cas/errdefs"
 	"github.com/forge-build/forge/cas/node"
+	"github.com/forge-build/forge/cas/pack"
 	"github.com/forge-build/forge/remote/objstore"
 )
 
@@ -179,7 +180,7 @@ func (r *Remote) Pull(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 		res.Ranges = len(ranges)
 		var done, doneBytes atomic.Int64
 		err = forEach(ctx, ranges, 4, func(ctx context.Context, rg byteRange) error {
-			n, b, err := r.fetchRange(ctx, w, rg)
+			n, b, err := r.fetchRange(ctx, st, w, rg)
 			done.Add(int64(n))
 			progress(Progress{Phase: "chunks", Objects: done.Load(), Bytes: doneBytes.Add(b), Total: total})
 			return err
@@ -233,7 +234,7 @@ func planRanges(idx *chunkIndex, want []digest.Hash) ([]byteRange, int64, error)
 		if !ok {
 			return nil, 0, fmt.Errorf("chunk %s is in none of the packs the tree object lists", h)
 		}
-		if at.flags != 0 {
+		if at.flags&^pack.FlagZstd != 0 {
 			return nil, 0, fmt.Errorf("chunk %s in %s has flags %#x this forge cannot read", h, packKey(at.pack), at.flags)
 		}
 		byPack[at.pack] = append(byPack[at.pack], rangeChunk{hash: h, at: at})
@@ -262,7 +263,7 @@ func planRanges(idx *chunkIndex, want []digest.Hash) ([]byteRange, int64, error)
 // fetchRange reads one range and stores its chunks, each checked against
 // its hash first: a damaged byte fails the pull naming the chunk and the
 // object, and nothing of it is stored.
-func (r *Remote) fetchRange(ctx context.Context, w *cas.Writer, rg byteRange) (int, int64, error) {
+func (r *Remote) fetchRange(ctx context.Context, st *cas.Store, w *cas.Writer, rg byteRange) (int, int64, error) {
 	key := packKey(rg.pack)
 	body, err := r.Bucket.GetRange(ctx, key, rg.off, rg.end-rg.off)
 	if err != nil {
@@ -273,16 +274,19 @@ func (r *Remote) fetchRange(ctx context.Context, w *cas.Writer, rg byteRange) (i
 	}
 	var n int
 	var bytes int64
+	var plain []byte
 	for _, c := range rg.chunks {
 		lo, hi := c.at.off-rg.off, c.at.off-rg.off+int64(c.at.length)
 		if lo < 0 || hi > int64(len(body)) || lo > hi {
 			return n, bytes, fmt.Errorf("chunk %s in %s: at %d+%d, outside the range read", c.hash, key, c.at.off, c.at.length)
 		}
 		data := body[lo:hi]
-		if got := digest.Sum(data); got != c.hash {
-			return n, bytes, &ChunkError{Chunk: c.hash, Object: key, Offset: c.at.off, Got: got}
+		// Decoded and hashed, then kept as the bucket sent it.
+		var err error
+		if plain, err = st.DecodeChunk(c.hash, data, c.at.flags, c.at.raw, plain[:0]); err != nil {
+			return n, bytes, &ChunkError{Chunk: c.hash, Object: key, Offset: c.at.off, Err: err}
 		}
-		if _, err := w.PutChunk(c.hash, data); err != nil {
+		if _, err := w.PutStoredChunk(c.hash, data, int(c.at.raw), c.at.flags); err != nil {
 			return n, bytes, err
 		}
 		n++
@@ -291,16 +295,17 @@ func (r *Remote) fetchRange(ctx context.Context, w *cas.Writer, rg byteRange) (i
 	return n, bytes, nil
 }
 
-// ChunkError is a chunk whose bytes in the bucket do not hash to its name.
+// ChunkError is a chunk whose bytes in the bucket do not decode (a
+// compressed one) or do not hash to its name.
 type ChunkError struct {
 	Chunk  digest.Hash
 	Object string
 	Offset int64
-	Got    digest.Hash
+	Err    error // how: bytes that do not decode, or that hash to another name
 }
 
 func (e *ChunkError) Error() string {
-	return fmt.Sprintf("chunk %s in %s at offset %d is damaged: its bytes hash to %s", e.Chunk, e.Object, e.Offset, e.Got)
+	return fmt.Sprintf("chunk %s in %s at offset %d is damaged: %v", e.Chunk, e.Object, e.Offset, e.Err)
 }
 
 // Unwrap makes it a cas.ErrCorrupt.

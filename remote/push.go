@@ -260,7 +260,7 @@ func (r *Remote) pushPacks(ctx context.Context, st *cas.Store, idx *chunkIndex, 
 		idx.packs[h] = packRef{Hash: h, Size: int64(len(body)), FooterSize: footer}
 		for _, e := range entries {
 			if _, ok := idx.chunks[e.Hash]; !ok {
-				idx.chunks[e.Hash] = chunkAt{pack: h, off: e.Offset, length: e.Length, flags: e.Flags}
+				idx.chunks[e.Hash] = chunkAt{pack: h, off: e.Offset, length: e.Length, raw: e.RawLength, flags: e.Flags}
 			}
 		}
 		idx.mu.Unlock()
@@ -282,11 +282,12 @@ func (r *Remote) pushPacks(ctx context.Context, st *cas.Store, idx *chunkIndex, 
 				return err
 			}
 		}
-		var err error
-		if data, err = st.ReadChunk(c.Hash, data[:0]); err != nil {
+		// As the store keeps it: a compressed chunk goes compressed.
+		data, raw, flags, err := st.ReadStoredChunk(c.Hash, data[:0])
+		if err != nil {
 			return err
 		}
-		if _, err := pw.Add(c.Hash, data, len(data), 0); err != nil {
+		if _, err := pw.Add(c.Hash, data, raw, flags); err != nil {
 			return err
 		}
 		if pw.Size() >= limit {

@@ -40,8 +40,9 @@ var (
 
 // Flags describe what a blob is and how it is stored.
 const (
-	// FlagZstd is reserved for blobs compressed with zstd (RawLength
-	// their decompressed size). Nothing writes it yet; readers refuse it.
+	// FlagZstd marks a chunk stored zstd-compressed (package
+	// cas/codec), RawLength its decoded size; its hash is of the
+	// decoded bytes. Nodes are never compressed.
 	FlagZstd uint8 = 1 << iota
 	// FlagNode marks an encoded tree node (package node) rather than a
 	// chunk of file content. Nodes live in packs beside the chunks they

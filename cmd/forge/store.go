@@ -113,6 +113,16 @@ func storeCommands() []*command {
 			run: runDu,
 		},
 		{
+			name: "store compression",
+			summary: "Show or set how new chunks are stored: zstd (compressed where that saves an eighth or more) or none.\n" +
+				"Chunks stored already stay as they are; every store reads both. The next import or commit takes the change.",
+			usage: "[--store DIR] [none|zstd]",
+			example: "  forge store compression --store /var/cache/forge zstd\n" +
+				"  forge store compression --store /var/cache/forge   # prints the setting",
+			flags: storeFlag,
+			run:   runCompression,
+		},
+		{
 			name: "store diff",
 			summary: "List paths that differ between trees A and B: 'A path' added, 'D path' deleted, 'M path' modified.\n" +
 				"Paths with control characters, quotes, backslashes or invalid UTF-8 are C-quoted in double quotes.",
@@ -349,6 +359,34 @@ func runDu(ctx context.Context, e *env, fs *pflag.FlagSet) error {
 		fmt.Fprintf(tw, "dedup ratio\t%.2f\n", u.DedupRatio)
 		return tw.Flush()
 	})
+}
+
+func runCompression(ctx context.Context, e *env, fs *pflag.FlagSet) error {
+	if fs.NArg() > 1 {
+		return usagef("want at most one setting (none or zstd), got %d arguments", fs.NArg())
+	}
+	dir, err := storeDir(fs)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		c, err := cas.ReadCompression(dir)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(e.stdout, c)
+		return err
+	}
+	c, err := cas.ParseCompression(fs.Arg(0))
+	if err != nil {
+		return usagef("%v", err)
+	}
+	// Before a store's first use too: its directory is made as Open
+	// makes it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return cas.SetCompression(dir, c)
 }
 
 func runDiff(ctx context.Context, e *env, fs *pflag.FlagSet) error {
