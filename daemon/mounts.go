@@ -196,6 +196,11 @@ func (d *Daemon) mount(ctx context.Context, body []byte, _ func(client.Event) er
 		if lazy, err = r.OpenLazy(ctx, d.store, h); err != nil {
 			return nil, err
 		}
+		if found.Kind == "stage" {
+			if err := r.MarkUsed(ctx, req.Tree); err != nil {
+				d.cfg.Logf("remote mount of stage %s: marking it used: %v", req.Tree, err)
+			}
+		}
 		release = func() {
 			st := lazy.Stats()
 			lazy.Close()

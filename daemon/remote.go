@@ -121,6 +121,13 @@ func (d *Daemon) pull(ctx context.Context, body []byte, emit func(client.Event) 
 	if err != nil {
 		return nil, err
 	}
+	if found.Kind == "stage" {
+		// The bucket's GC keeps a stage hosts take; a failed mark only
+		// lets it go sooner.
+		if err := r.MarkUsed(ctx, req.Name); err != nil {
+			d.cfg.Logf("pull of stage %s: marking it used: %v", req.Name, err)
+		}
+	}
 	return client.PullResult{
 		Tree: res.Tree.String(), Kind: found.Kind, Refs: refs, Nodes: res.Nodes, Chunks: res.Chunks,
 		Fetched: res.Fetched, FetchedSize: res.FetchedSize, Ranges: res.Ranges,

@@ -20,12 +20,17 @@ const (
 	gcLockKey      = "gc/lock"
 	gcCondemnedKey = "gc/condemned"
 	leasesPrefix   = "leases/"
+	// usedPrefix holds a marker per stage a host took from the bucket
+	// (pulled, mounted, or found there when pushing it): its time is the
+	// stage's last use, which the retention counts from.
+	usedPrefix = "used/"
 )
 
 // GCOptions tune a collection of the bucket.
 type GCOptions struct {
-	// Retention keeps stages pushed within it (default 30 days); refs
-	// and fresh leases are kept whatever their age.
+	// Retention keeps stages pushed or taken by a host (used/ID) within
+	// it (default 30 days); refs and fresh leases are kept whatever
+	// their age.
 	Retention time.Duration
 	// Grace is how long an object stays condemned before a later run
 	// may delete it (default 1 hour): longer than any push, so that a
@@ -127,8 +132,8 @@ func token() string {
 // GC deletes what nothing in the bucket needs, in two phases: an object
 // no root reaches is condemned (listed in gc/condemned with the time),
 // and deleted by a later run once it has been condemned for opts.Grace
-// and is still unreached. Roots are refs, stages pushed within
-// opts.Retention and unexpired leases; a root's tree object names the
+// and is still unreached. Roots are refs, stages pushed or taken by a host
+// within opts.Retention and unexpired leases; a root's tree object names the
 // packs it needs. One collection runs at a time (gc/lock, with an
 // expiry); another one gets ErrLocked.
 func (r *Remote) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
@@ -267,10 +272,17 @@ func (r *Remote) liveSet(ctx context.Context, all map[string]objstore.Object, no
 			}
 			root(key, h)
 		case strings.HasPrefix(key, stagesPrefix):
-			// A server that gives no time keeps the stage: a missing
-			// date must not read as "ages ago".
-			if !o.LastModified.IsZero() && now.Sub(o.LastModified) > opts.Retention {
-				continue
+			// Its last use: when it was pushed, or later when a host
+			// took it (used/ID). A server that gives no time keeps
+			// the stage: a missing date must not read as "ages ago".
+			id := strings.TrimPrefix(key, stagesPrefix)
+			last := o.LastModified
+			used, hasUsed := all[usedKey(id)]
+			if hasUsed && used.LastModified.After(last) {
+				last = used.LastModified
+			}
+			if !last.IsZero() && now.Sub(last) > opts.Retention {
+				continue // its marker goes with it
 			}
 			b, _, err := r.Bucket.Get(ctx, key)
 			if errors.Is(err, objstore.ErrNotFound) {
@@ -284,6 +296,9 @@ func (r *Remote) liveSet(ctx context.Context, all map[string]objstore.Object, no
 				return nil, err
 			}
 			root(key, h)
+			if hasUsed {
+				live[usedKey(id)] = true
+			}
 		case strings.HasPrefix(key, leasesPrefix):
 			b, _, err := r.Bucket.Get(ctx, key)
 			if errors.Is(err, objstore.ErrNotFound) {
@@ -336,7 +351,7 @@ func (r *Remote) liveSet(ctx context.Context, all map[string]objstore.Object, no
 
 // collectable: GC's own objects and refs are never garbage.
 func collectable(key string) bool {
-	for _, p := range []string{packsPrefix, treesPrefix, stagesPrefix, leasesPrefix} {
+	for _, p := range []string{packsPrefix, treesPrefix, stagesPrefix, leasesPrefix, usedPrefix} {
 		if strings.HasPrefix(key, p) {
 			return true
 		}
@@ -346,7 +361,7 @@ func collectable(key string) bool {
 
 func deleteRank(key string) int {
 	switch {
-	case strings.HasPrefix(key, stagesPrefix), strings.HasPrefix(key, leasesPrefix):
+	case strings.HasPrefix(key, stagesPrefix), strings.HasPrefix(key, leasesPrefix), strings.HasPrefix(key, usedPrefix):
 		return 0
 	case strings.HasPrefix(key, treesPrefix):
 		return 1

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 
 	"github.com/forge-build/forge/cas/digest"
@@ -34,10 +35,27 @@ type chunkIndex struct {
 	mu     sync.Mutex
 	packs  map[digest.Hash]packRef
 	chunks map[digest.Hash]chunkAt
+	// byPack lists each pack's chunks in the order of their offsets, for
+	// reading a window of a pack (Lazy's read-ahead).
+	byPack map[digest.Hash][]pack.Entry
 }
 
 func newChunkIndex(b *objstore.Bucket, cache string) *chunkIndex {
-	return &chunkIndex{b: b, cache: cache, packs: map[digest.Hash]packRef{}, chunks: map[digest.Hash]chunkAt{}}
+	return &chunkIndex{b: b, cache: cache, packs: map[digest.Hash]packRef{}, chunks: map[digest.Hash]chunkAt{},
+		byPack: map[digest.Hash][]pack.Entry{}}
+}
+
+// within returns the chunks of pack h that lie whole in [off, end).
+func (x *chunkIndex) within(h digest.Hash, off, end int64) []pack.Entry {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	es := x.byPack[h]
+	i := sort.Search(len(es), func(i int) bool { return es[i].Offset >= off })
+	var out []pack.Entry
+	for ; i < len(es) && es[i].Offset+int64(es[i].Length) <= end; i++ {
+		out = append(out, es[i])
+	}
+	return out
 }
 
 // guessFooter is how much of a pack's end to read when its footer's size
@@ -65,15 +83,29 @@ func (x *chunkIndex) addPack(ctx context.Context, ref packRef) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.packs[ref.Hash] = packRef{Hash: ref.Hash, Size: size, FooterSize: footer}
+	var chunks []pack.Entry
 	for _, e := range entries {
 		if e.Flags&pack.FlagNode != 0 {
 			continue
 		}
+		chunks = append(chunks, e)
 		if _, ok := x.chunks[e.Hash]; !ok {
 			x.chunks[e.Hash] = chunkAt{pack: ref.Hash, off: e.Offset, length: e.Length, raw: e.RawLength, flags: e.Flags}
 		}
 	}
+	sort.Slice(chunks, func(i, j int) bool { return chunks[i].Offset < chunks[j].Offset })
+	x.byPack[ref.Hash] = chunks
 	return nil
+}
+
+// forget drops what the index holds of pack h, its cached footer included:
+// a chunk of it was damaged where the footer placed it, so the footer may
+// be the damaged part (the cache's CRC checks only that the cache holds
+// what was read), and the next reader must read it from the bucket again.
+func (x *chunkIndex) forget(h digest.Hash) {
+	if x.cache != "" {
+		os.Remove(filepath.Join(x.cache, h.String()))
+	}
 }
 
 // footer returns pack ref's entries, from the cache or the bucket.

@@ -49,6 +49,7 @@ const (
 func packKey(h digest.Hash) string { return packsPrefix + h.String() + packSuffix }
 func treeKey(h digest.Hash) string { return treesPrefix + h.String() }
 func stageKey(id string) string    { return stagesPrefix + id }
+func usedKey(id string) string     { return usedPrefix + id }
 func refKey(name string) string    { return refsPrefix + name }
 func isHex64(s string) bool        { _, err := digest.Parse(s); return err == nil && len(s) == 64 }
 func packFromKey(key string) (digest.Hash, bool) {

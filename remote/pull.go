@@ -181,6 +181,10 @@ func (r *Remote) Pull(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 		var done, doneBytes atomic.Int64
 		err = forEach(ctx, ranges, 4, func(ctx context.Context, rg byteRange) error {
 			n, b, err := r.fetchRange(ctx, st, w, rg)
+			var ce *ChunkError
+			if errors.As(err, &ce) {
+				idx.forget(rg.pack)
+			}
 			done.Add(int64(n))
 			progress(Progress{Phase: "chunks", Objects: done.Load(), Bytes: doneBytes.Add(b), Total: total})
 			return err

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/forge-build/forge/cas"
@@ -177,6 +179,10 @@ func (r *Remote) Push(ctx context.Context, st *cas.Store, tree digest.Hash, opts
 				}
 				res.Adopted[id] = other
 			}
+			// In the bucket already: this host uses it too.
+			if err := r.MarkUsed(ctx, id); err != nil {
+				return res, fmt.Errorf("push %s: stage %s: %w", tree.Short(), id, err)
+			}
 			continue
 		}
 		if err != nil {
@@ -214,6 +220,21 @@ func (r *Remote) setRef(ctx context.Context, name string, ptr []byte) error {
 		return err
 	}
 	return fmt.Errorf("%s kept changing: gave up after 8 tries", refKey(name))
+}
+
+// MarkUsed records that this host took stage id from the bucket now
+// (used/ID, replaced each time): a stage in use stays past the retention
+// counted from its push, as long as hosts keep taking it.
+func (r *Remote) MarkUsed(ctx context.Context, id string) error {
+	if !isHex64(id) {
+		return fmt.Errorf("stage ID %q: %w: want 64 hex digits", id, cas.ErrInvalidArgument)
+	}
+	b, _ := json.Marshal(struct {
+		Host string    `json:"host"`
+		Time time.Time `json:"time"`
+	}{r.Host, time.Now().UTC()})
+	_, err := r.Bucket.Put(ctx, usedKey(id), append(b, '\n'))
+	return err
 }
 
 func (r *Remote) stageTree(ctx context.Context, id string) (digest.Hash, error) {
@@ -314,10 +335,14 @@ func walk(st *cas.Store, tree digest.Hash) ([][]byte, []chunkRef, error) {
 	)
 	seenNode := map[digest.Hash]bool{tree: true}
 	seenChunk := map[digest.Hash]bool{}
-	queue := []digest.Hash{tree}
-	for len(queue) > 0 {
-		h := queue[0]
-		queue = queue[1:]
+	// Depth first, entries in name order: the order tar, cp and a copy
+	// stage read a tree in, and so the order its chunks go into packs,
+	// which a lazy remote mount's read-ahead follows (breadth first, a
+	// reader of the Debian tree jumped about its packs).
+	stack := []digest.Hash{tree}
+	for len(stack) > 0 {
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
 		n, err := st.Node(h)
 		if err != nil {
 			return nil, nil, fmt.Errorf("node %s: %w", h.Short(), err)
@@ -333,12 +358,15 @@ func walk(st *cas.Store, tree digest.Hash) ([][]byte, []chunkRef, error) {
 				chunks = append(chunks, chunkRef{Hash: c.Hash, Size: c.Size})
 			}
 		})
+		var children []digest.Hash
 		n.Children(func(c digest.Hash) {
 			if !seenNode[c] {
 				seenNode[c] = true
-				queue = append(queue, c)
+				children = append(children, c)
 			}
 		})
+		slices.Reverse(children) // the first name on top
+		stack = append(stack, children...)
 	}
 	return nodes, chunks, nil
 }

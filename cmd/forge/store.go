@@ -134,7 +134,7 @@ func storeCommands() []*command {
 		{
 			name: "store gc",
 			summary: "Free what no ref holds; with --max-size, first drop least-recently-used refs until the store fits.\n" +
-				"With --remote, collect the remote's bucket instead: what no ref, no stage pushed within --retention and\n" +
+				"With --remote, collect the remote's bucket instead: what no ref, no stage pushed or taken by a host within --retention and\n" +
 				"no host's lease reaches is condemned, and deleted by a later run once condemned for --grace.",
 			usage: "[--store DIR] [--max-size SIZE] [--dry-run]\n" +
 				"       forge store gc [--store DIR] --remote NAME [--retention DUR] [--grace DUR] [--dry-run]",
@@ -145,7 +145,7 @@ func storeCommands() []*command {
 				fs.String("max-size", "", "drop least-recently-used refs until stored chunks fit in `SIZE` (e.g. 500M, 20G, 1T; powers of 1024)")
 				fs.Bool("dry-run", false, "report what would be dropped and freed; change nothing")
 				fs.String("remote", "", "collect the bucket of remote `NAME` rather than the store")
-				fs.Duration("retention", 30*24*time.Hour, "with --remote: keep stages pushed within `DUR` (refs are kept whatever their age)")
+				fs.Duration("retention", 30*24*time.Hour, "with --remote: keep stages pushed, or taken by a host (pulled, mounted, pushed again), within `DUR` (refs are kept whatever their age)")
 				fs.Duration("grace", time.Hour, "with --remote: delete what has been condemned for `DUR` (longer than any push takes)")
 			},
 			run: runGC,

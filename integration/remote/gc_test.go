@@ -42,6 +42,22 @@ func TestRemoteGC(t *testing.T) {
 	if r := gc(); r.code != 0 || !strings.Contains(r.stdout, "deleted 0 objects") || !strings.Contains(r.stdout, "0 objects condemned") {
 		t.Fatalf("gc: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// A stage a host took lately stays past the retention counted from
+	// its push: the pull marks it used (used/ID).
+	time.Sleep(3 * time.Second)
+	if r := gc("--retention", "2s", "--dry-run"); r.code != 0 || strings.Contains(r.stdout, " 0 objects condemned") {
+		t.Fatalf("a stage pushed 3 s ago, retention 2 s: want it condemned\n%s%s", r.stdout, r.stderr)
+	}
+	if got := lastLine(b.must("store", "pull", "--store", b.store, stageID)); got != stageTree {
+		t.Fatalf("pull of the stage: %s", got)
+	}
+	if _, ok := keys(t, bk, "used/")["used/"+stageID]; !ok {
+		t.Fatalf("the pull of stage %s left no used/ marker", stageID)
+	}
+	if r := gc("--retention", "2s"); r.code != 0 || !strings.Contains(r.stdout, " 0 objects condemned") {
+		t.Fatalf("a stage used just now, retention 2 s: want nothing condemned\n%s%s", r.stdout, r.stderr)
+	}
+
 	// Past it: condemned, not deleted.
 	r := gc("--retention", "1ns", "--grace", "1ns")
 	if r.code != 0 || !strings.Contains(r.stdout, "deleted 0 objects") || strings.Contains(r.stdout, "0 objects condemned") {

@@ -25,20 +25,21 @@ func TestLazyMount(t *testing.T) {
 	a.must("store", "push", "--store", a.store, "base")
 
 	mnt := t.TempDir()
-	fetched := func() (chunks, bytes int) {
+	fetched := func() (chunks, bytes, requests int) {
 		t.Helper()
 		b.must("store", "umount", "--store", b.store, mnt)
 		log, err := os.ReadFile(filepath.Join(b.store, "daemon.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := regexp.MustCompile(`remote mount of \w+ \(shared\) ended: (\d+) chunks fetched, (\d+) bytes`).FindAllStringSubmatch(string(log), -1)
+		m := regexp.MustCompile(`remote mount of \w+ \(shared\) ended: (\d+) chunks fetched, (\d+) bytes, (\d+) requests`).FindAllStringSubmatch(string(log), -1)
 		if len(m) == 0 {
 			t.Fatalf("the daemon's log says nothing of the remote mount:\n%s", log)
 		}
 		c, _ := strconv.Atoi(m[len(m)-1][1])
 		n, _ := strconv.Atoi(m[len(m)-1][2])
-		return c, n
+		r, _ := strconv.Atoi(m[len(m)-1][3])
+		return c, n, r
 	}
 	names := func(dir string) string {
 		t.Helper()
@@ -53,7 +54,7 @@ func TestLazyMount(t *testing.T) {
 	if got, want := names(mnt), names(src); got != want {
 		t.Errorf("the mount's names and metadata:\n%s\nwant:\n%s", got, want)
 	}
-	if c, _ := fetched(); c != 0 {
+	if c, _, _ := fetched(); c != 0 {
 		t.Errorf("walking the tree fetched %d chunks, want none", c)
 	}
 
@@ -61,7 +62,7 @@ func TestLazyMount(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(mnt, "etc/hostname")); err != nil || string(got) != "forge\n" {
 		t.Errorf("etc/hostname through the mount: %q, %v", got, err)
 	}
-	if c, n := fetched(); c != 1 || n != len("forge\n") {
+	if c, n, _ := fetched(); c != 1 || n != len("forge\n") {
 		t.Errorf("reading one small file fetched %d chunks, %d bytes; want 1, 6", c, n)
 	}
 
@@ -69,17 +70,23 @@ func TestLazyMount(t *testing.T) {
 	if out, err := exec.Command("diff", "-r", "--no-dereference", src, mnt).CombinedOutput(); err != nil {
 		t.Errorf("the mount's content differs: %v\n%s", err, out)
 	}
-	c, n := fetched()
+	c, n, req := fetched()
 	if c == 0 || n > 9<<20 {
 		t.Errorf("reading the tree fetched %d chunks, %d bytes: want the ~8.3 MiB of distinct content once", c, n)
 	}
+	// Read-ahead: a sequential reader's misses grow into windows of the
+	// pack, far fewer requests than chunks.
+	if req*4 > c {
+		t.Errorf("reading the tree took %d requests for %d chunks: want windows, not a request per chunk", req, c)
+	}
+	t.Logf("reading the tree: %d chunks, %d bytes, %d requests", c, n, req)
 
 	// Kept: a second reading fetches nothing.
 	b.must("store", "mount", "--store", b.store, "--remote", "shared", "base", mnt)
 	if out, err := exec.Command("diff", "-r", "--no-dereference", src, mnt).CombinedOutput(); err != nil {
 		t.Errorf("the mount's content differs: %v\n%s", err, out)
 	}
-	if c, _ := fetched(); c != 0 {
+	if c, _, _ := fetched(); c != 0 {
 		t.Errorf("a second reading fetched %d chunks, want none", c)
 	}
 	b.must("store", "fsck", "--store", b.store)
