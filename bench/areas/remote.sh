@@ -166,6 +166,15 @@ rem_method() {
 		  other, no settling between them; the row adds their times). Every pull, export
 		  and restore is followed by \`sync -f\` of its destination (forge fsyncs its packs;
 		  restic and the export do not).
+		- **Remote mount** (\`C\` is a new, empty store, made by \`forge store remote add\`, not
+		  timed): \`forge store mount --remote rI $REM_REF MNT\` and the first byte of
+		  \`$REM_LAZY_FILE\` read through it, timed together (the mount fetches the tree
+		  object, then the file's one chunk); then \`tar\` of the whole tree through that
+		  mount, which fetches, verifies and keeps in \`C\` every chunk; then, after a new
+		  mount (not timed), the same \`tar\` again, which fetches nothing. Their fetched
+		  chunks, bytes and requests are the daemon's log line when each mount ends. The
+		  ratio column divides by restic's restore, what a host without lazy mounts runs
+		  before it can read anything.
 		- **Requests and bytes** are what each tool reports: forge's summary line on
 		  stderr ("R requests, SIZE sent" / "received", SIZE rounded to 0.1 of its unit);
 		  restic's \`--json\` backup summary has no request count and gives \`data_added\`
@@ -621,6 +630,9 @@ rem_tree_rows() {
 				fi
 			fi
 		fi
+		if [[ -n $forge_ok ]]; then
+			rem_lazy_rows "$run" "$i" "$r" "$tree" || true
+		fi
 		# Nothing of this run is read again but the S3 server's data: the
 		# second store's daemon goes, and the data of what the run wrote
 		# here (not the inodes: see shrink in lib.sh).
@@ -630,6 +642,56 @@ rem_tree_rows() {
 	[[ -n $restic_ok ]] || [[ -s $REM_W/why-restic ]] || echo "failed: see the notes below" >"$REM_W/why-restic"
 	[[ -n $forge_ok ]] || [[ -s $REM_W/why-forge ]] || echo "failed: see the notes below" >"$REM_W/why-forge"
 	stop_forge_daemons "$REM_SCRATCH/tree"
+}
+
+# REM_LAZY_FILE is the file read first through a remote mount: one
+# small file of the Debian tree (another tree: its first regular file).
+REM_LAZY_FILE=etc/debian_version
+
+# rem_lazy_rows measures a remote mount on a new store C (issue 18: any
+# tree of the bucket mounted at once, read lazily): the mount and the
+# first read of one small file, timed together; tar of the whole tree
+# through it (every chunk fetched, verified and kept in C); then, after a
+# new mount, tar again (every chunk read from C). The chunks and bytes
+# each mount fetched are the daemon's log line when the mount ends.
+# Usage: rem_lazy_rows RUNDIR I RESULTDIR TREE
+rem_lazy_rows() {
+	local run=$1 i=$2 r=$3 tree=$4 c=$1/C mnt=$1/lazy-mnt file=$REM_LAZY_FILE phase
+	mkdir -p "$mnt"
+	if ! "${REM_ENV[@]}" "$FORGE" store remote add --store "$c" "r$i" "s3://$REM_BUCKET/forge-$i" \
+		--endpoint "$REM_ENDPOINT" >"$r/remote-add-C.out" 2>&1; then
+		rem_fail "\`forge store remote add\` (store C, run $i) failed" "$r/remote-add-C.out"
+		return 1
+	fi
+	if [[ ! -f $tree/$file ]]; then
+		file=$(cd "$tree" && find . -type f -size -64k -print -quit)
+	fi
+	rem_settle warm
+	log "remote: forge store mount --remote, run $i/$BENCH_RUNS"
+	if ! rem_time "$REM_W/lazy-first.t" "$r/lazy-first.out" "$r/lazy-first.err" "$c" \
+		"${REM_ENV[@]}" sh -c '"$1" store mount --store "$2" --remote "$3" "$4" "$5" && head -c 1 "$5/$6"' \
+		sh "$FORGE" "$c" "r$i" "$REM_REF" "$mnt" "$file"; then
+		rem_fail "\`forge store mount --remote\` and a first read (run $i) failed" "$r/lazy-first.err"
+		"$FORGE" store umount --store "$c" --lazy "$mnt" >/dev/null 2>&1
+		return 1
+	fi
+	for phase in cold warm; do
+		if [[ $phase == warm ]] && ! "${REM_ENV[@]}" "$FORGE" store mount --store "$c" --remote "r$i" "$REM_REF" "$mnt" \
+			>"$r/lazy-mount-warm.out" 2>&1; then
+			rem_fail "the second \`forge store mount --remote\` (run $i) failed" "$r/lazy-mount-warm.out"
+			return 1
+		fi
+		if ! rem_time "$REM_W/lazy-$phase.t" "$r/lazy-$phase.out" "$r/lazy-$phase.err" "$c" \
+			sh -c 'tar -C "$1" -cf - . | wc -c' sh "$mnt"; then
+			rem_fail "tar through the remote mount ($phase, run $i) failed" "$r/lazy-$phase.err"
+			"$FORGE" store umount --store "$c" --lazy "$mnt" >/dev/null 2>&1
+			return 1
+		fi
+		"$FORGE" store umount --store "$c" "$mnt" >/dev/null 2>&1
+		# "remote mount of ID (rI) ended: N chunks fetched, M bytes, R requests"
+		grep -oE 'remote mount of [0-9a-f]+ \([^)]*\) ended: [0-9]+ chunks fetched, [0-9]+ bytes, [0-9]+ requests' "$c/daemon.log" |
+			tail -n 1 | awk '{ printf "%d %d %d\n", $12, $10, $7 }' >>"$REM_W/lazy-$phase.xfer"
+	done
 }
 
 # rem_forge_push runs one timed forge push (NAME push or push-again) of
@@ -839,6 +901,9 @@ rem_tables() {
 	rem_row "forge pull into an empty store" "\`forge store remote add\` (not timed), \`$REM_CMD_PULL\`" pull.t pull.xfer "$rr" "$why_f" "received"
 	rem_row "forge pull + export to a directory (like for like)" "the pull above, then \`$REM_CMD_EXPORT\`" pull-export.t pull.xfer "$rr" "$why_f" "received"
 	rem_row "forge export alone, after the pull" "\`$REM_CMD_EXPORT\`" export.t /dev/null "$rr" "$why_f"
+	rem_row "forge remote mount on an empty store, and the first byte of one file" "\`forge store remote add\` (not timed), \`forge store mount --store C --remote rI bench MNT && head -c 1 MNT/$REM_LAZY_FILE\`" lazy-first.t /dev/null "$rr" "$why_f"
+	rem_row "tar of the whole tree through that mount: every chunk fetched" "\`tar -C MNT -cf - . | wc -c\`" lazy-cold.t lazy-cold.xfer "$rr" "$why_f" "fetched"
+	rem_row "tar again through a new remote mount: every chunk kept in C" "\`forge store umount\`, \`forge store mount --remote\` (not timed), the same tar" lazy-warm.t lazy-warm.xfer "$rr" "$why_f" "fetched"
 
 	echo
 	echo "### A cold build of the sample on host B from host A's bucket"

@@ -95,6 +95,12 @@ store_method() {
 		packs' footers and nodes and the ref log as it opens the store, and fsck then
 		checks the whole store (every chunk re-hashed from the page cache, every ref
 		walked); the figure includes both, and the CPU column the daemon's.
+		Compression (issue 18): after those, the tree is imported into a second new
+		store \`Z\` whose setting is \`forge store compression zstd\` (each chunk stored
+		zstd-compressed, fastest level, where that saves an eighth of it), and the tree
+		is read back with \`tar\` through a new read-only mount of \`S\` and of \`Z\` (the
+		mount's kernel cache cold, the packs in the page cache: what a stage reading its
+		input sees); the CPU column adds the daemon's, which decodes.
 		Targets: issue 2, point 6 (first import ≤ 1.0× cp -a, re-import ≤ 0.25× cp -a,
 		chunking+hashing ≥ 1.2 GB/s per core) and DESIGN §7 (re-import ≤ 0.1× first import).
 	EOF
@@ -116,6 +122,7 @@ store_tree() {
 	local forge_ok=$FORGE i run
 	local forge_note=${FORGE_MISSING:+not run: $FORGE_MISSING}
 	local rebuild_note=${FORGE_MISSING:+not run: $FORGE_MISSING}
+	local zstd_note=${FORGE_MISSING:+not run: $FORGE_MISSING}
 
 	for ((i = 1; i <= BENCH_RUNS; i++)); do
 		log "store: $title: run $i/$BENCH_RUNS"
@@ -140,6 +147,8 @@ store_tree() {
 				elif ! store_rebuild "$w" "$run/store"; then
 					rebuild_note="failed: see the notes below"
 				fi
+				settle "$tree"
+				store_zstd "$w" "$run" "$tree" || zstd_note="failed: see the notes below"
 			fi
 		fi
 		[[ -z $peers ]] || store_peers "$w" "$run" "$tree" "$peers"
@@ -178,6 +187,12 @@ store_tree() {
 	fi
 	time_row "index rebuild" 'forge daemon stop --store S; rm -rf S/index; forge store fsck --store S --repair' "$w/rebuild.t" "$base" "$base_bare" \
 		"" "" "—" "${rebuild_note:-$forge_note}"
+	time_row "first import, compression zstd" 'forge store compression --store Z zstd; forge store import --store Z --ref bench TREE && sync -f Z' "$w/zstd.t" "$base" "$base_bare" \
+		"" "" "—" "${zstd_note:-$forge_note}"
+	time_row "read the tree through a new mount: S (no compression)" "forge store mount --store S bench MNT (not timed); tar -C MNT -cf - . | wc -c" "$w/read-none.t" "$base" "$base_bare" \
+		"" "" "—" "${zstd_note:-$forge_note}"
+	time_row "read the tree through a new mount: Z (zstd)" "the same on Z" "$w/read-zstd.t" "$base" "$base_bare" \
+		"" "" "—" "${zstd_note:-$forge_note}"
 	if [[ -n $peers ]]; then
 		time_row "ostree commit (peer)" "$STORE_CMD_OSTREE" "$w/ostree-first.t" "$base" "$base_bare" "" "" "—" "failed: see the notes below"
 		time_row "ostree commit unchanged (peer)" 'the same, again on the same R' "$w/ostree-again.t" "$base" "$base_bare" "" "" "—" "failed: see the notes below"
@@ -317,6 +332,39 @@ store_import() {
 	printf '%s\t%s\t%s\n' "$(cat "$w/du.tsv")" "$(du -sb "$store" | cut -f1)" "$(du -s -B1 "$store" | cut -f1)" >>"$w/$phase.sizes"
 }
 
+# store_zstd imports TREE into a second store, Z, whose chunks are stored
+# zstd-compressed where that saves an eighth (issue 18: compression as a
+# store option, its cost measured), then reads the tree back through a new
+# read-only mount of each store (the kernel's cache of the mount cold, the
+# packs in the page cache, as for a stage's input) with tar.
+# Usage: store_zstd WORKDIR RUNDIR TREE
+store_zstd() {
+	local w=$1 run=$2 tree=$3 kind store mp
+	if ! "$FORGE" store compression --store "$run/store-zstd" zstd 2>"$w/zstd.err"; then
+		store_fail "$w" "\`forge store compression --store Z zstd\` failed" "$w/zstd.err"
+		return 1
+	fi
+	store_import "$w" zstd "$run/store-zstd" "$tree" || return 1
+	for kind in none zstd; do
+		store=$run/store
+		[[ $kind == none ]] || store=$run/store-zstd
+		mp=$run/mnt-$kind
+		mkdir -p "$mp"
+		if ! "$FORGE" store mount --store "$store" bench "$mp" >/dev/null 2>"$w/read-$kind.err"; then
+			store_fail "$w" "\`forge store mount\` of store $kind failed" "$w/read-$kind.err"
+			return 1
+		fi
+		timeit_store "$w/read-$kind.t" "$w/read-$kind.out" "$w/read-$kind.err" "$store" \
+			sh -c 'tar -C "$1" -cf - . | wc -c' sh "$mp"
+		local status=$?
+		"$FORGE" store umount --store "$store" "$mp" >/dev/null 2>&1
+		if ((status != 0)); then
+			store_fail "$w" "reading store $kind's mount with tar failed" "$w/read-$kind.err"
+			return 1
+		fi
+	done
+}
+
 # store_rebuild times what a user runs after losing the index of STORE
 # (issue 14): the daemon is stopped, the index removed, and fsck --repair
 # starts a daemon, which rebuilds the index from the packs' footers and
@@ -399,6 +447,12 @@ store_sizes() {
 			echo "| $label | \`$cmd\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | $(ratio "$v" "$pack")× | | |"
 		done
 		echo "| chunks after first import | \`forge store du --store S --json\` | $(field "$w/first.sizes" 4 | median) chunks | | | | |"
+		if [[ -s $w/zstd.sizes ]]; then
+			v=$(field "$w/zstd.sizes" 3 | median)
+			echo "| pack_bytes after first import, compression zstd | \`forge store du --store Z --json\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | $(ratio "$v" "$pack")× | | |"
+			v=$(field "$w/zstd.sizes" 6 | median)
+			echo "| store directory on disk after first import, compression zstd | \`du -s -B1 Z\` | $(fmt_bytes "$v") | $(ratio "$v" "$bytes")× | $(ratio "$v" "$pack")× | | |"
+		fi
 	fi
 	if [[ -n $peers ]]; then
 		# Columns of peers.sizes: ostree repo bytes, on disk; casync store
