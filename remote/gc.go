@@ -151,12 +151,18 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		opts.Now = time.Now
 	}
 	now := opts.Now()
+	// holdLock checks that the lock is still this run's and extends it:
+	// before anything is deleted, and every deleteBatch deletions, so
+	// that a run slower than LockTTL never deletes after another run took
+	// its expired lock over.
+	holdLock := func() error { return nil }
 	if !opts.DryRun {
-		unlock, err := r.lock(ctx, now, now.Add(opts.LockTTL))
+		lk, err := r.lock(ctx, now, now.Add(opts.LockTTL))
 		if err != nil {
 			return res, err
 		}
-		defer unlock()
+		defer lk.unlock()
+		holdLock = func() error { return lk.extend(ctx, opts.Now().Add(opts.LockTTL)) }
 	}
 
 	all, err := r.listAll(ctx)
@@ -230,13 +236,23 @@ func (r *Remote) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		due = kept
 	}
 	res.Deleted = due
-	for _, key := range due {
+	for i, key := range due {
+		if i%deleteBatch == 0 {
+			if err := holdLock(); err != nil {
+				res.Deleted = due[:i]
+				return res, err
+			}
+		}
 		if err := r.Bucket.Delete(ctx, key); err != nil {
+			res.Deleted = due[:i]
 			return res, err
 		}
 	}
 	return res, nil
 }
+
+// deleteBatch is how many deletions go between two checks of the lock.
+const deleteBatch = 500
 
 // listAll lists every object of the bucket under the remote's prefix.
 func (r *Remote) listAll(ctx context.Context) (map[string]objstore.Object, error) {
@@ -369,8 +385,14 @@ func deleteRank(key string) int {
 	return 2
 }
 
+// gcLock is gc/lock as this run holds it.
+type gcLock struct {
+	r    *Remote
+	mine lockBody
+}
+
 // lock takes gc/lock until expires, taking over one that expired.
-func (r *Remote) lock(ctx context.Context, now, expires time.Time) (func(), error) {
+func (r *Remote) lock(ctx context.Context, now, expires time.Time) (*gcLock, error) {
 	mine := lockBody{Host: r.Host, Token: token(), Expires: expires}
 	body, _ := json.Marshal(mine)
 	_, err := r.Bucket.PutIfAbsent(ctx, gcLockKey, body)
@@ -392,15 +414,44 @@ func (r *Remote) lock(ctx context.Context, now, expires time.Time) (func(), erro
 	if err != nil {
 		return nil, err
 	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		cur, _, err := r.Bucket.Get(ctx, gcLockKey)
-		var held lockBody
-		if err == nil && json.Unmarshal(cur, &held) == nil && held.Token == mine.Token {
-			r.Bucket.Delete(ctx, gcLockKey)
+	return &gcLock{r: r, mine: mine}, nil
+}
+
+// extend checks that gc/lock is still this run's and moves its expiry to
+// expires, by compare-and-swap: a run whose lock another run took over
+// (it expired while this one was slow) learns so here, before it
+// deletes anything more.
+func (l *gcLock) extend(ctx context.Context, expires time.Time) error {
+	cur, etag, err := l.r.Bucket.Get(ctx, gcLockKey)
+	if err != nil {
+		return fmt.Errorf("garbage collection stopped: its lock: %w", err)
+	}
+	var held lockBody
+	if json.Unmarshal(cur, &held) != nil || held.Token != l.mine.Token {
+		return fmt.Errorf("garbage collection stopped: %w: host %q took over this run's lock (it expired)", ErrLocked, held.Host)
+	}
+	next := l.mine
+	next.Expires = expires
+	body, _ := json.Marshal(next)
+	if _, err := l.r.Bucket.PutIfMatch(ctx, gcLockKey, body, etag); err != nil {
+		if errors.Is(err, objstore.ErrPrecondition) {
+			return fmt.Errorf("garbage collection stopped: %w: another run took over this run's lock", ErrLocked)
 		}
-	}, nil
+		return fmt.Errorf("garbage collection stopped: extending its lock: %w", err)
+	}
+	l.mine = next
+	return nil
+}
+
+// unlock deletes gc/lock if it is still this run's.
+func (l *gcLock) unlock() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cur, _, err := l.r.Bucket.Get(ctx, gcLockKey)
+	var held lockBody
+	if err == nil && json.Unmarshal(cur, &held) == nil && held.Token == l.mine.Token {
+		l.r.Bucket.Delete(ctx, gcLockKey)
+	}
 }
 
 type condemnedBody struct {

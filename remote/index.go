@@ -45,6 +45,20 @@ func newChunkIndex(b *objstore.Bucket, cache string) *chunkIndex {
 		byPack: map[digest.Hash][]pack.Entry{}}
 }
 
+// chunkEnd returns end, moved to the end of the chunk of pack h that
+// straddles it (if any): a window never cuts a chunk, which would cost a
+// request of its own.
+func (x *chunkIndex) chunkEnd(h digest.Hash, end int64) int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	es := x.byPack[h]
+	i := sort.Search(len(es), func(i int) bool { return es[i].Offset+int64(es[i].Length) > end })
+	if i < len(es) && es[i].Offset < end {
+		return es[i].Offset + int64(es[i].Length)
+	}
+	return end
+}
+
 // within returns the chunks of pack h that lie whole in [off, end).
 func (x *chunkIndex) within(h digest.Hash, off, end int64) []pack.Entry {
 	x.mu.Lock()

@@ -203,15 +203,17 @@ func (l *Lazy) window(at chunkAt) (off, end int64) {
 	l.mu.Unlock()
 	length := int64(at.length)
 	size := length
-	switch slack := max(pr.window, 1<<20); {
+	switch {
 	case at.off < pr.hi:
 		// Behind the furthest read: a fill.
-	case pr.hi > 0 && at.off <= pr.hi+slack:
+	case pr.hi > 0 && at.off <= pr.hi+maxWindow:
+		// At or a little past it (fusefs reads a few chunks of a file
+		// ahead, in parallel): sequential.
 		size = min(max(2*pr.window, minWindow), maxWindow)
 	default:
 		pr.window = 0
 	}
-	end = at.off + max(size, length)
+	end = l.idx.chunkEnd(at.pack, at.off+max(size, length))
 	if p, ok := l.idx.pack(at.pack); ok && p.FooterSize > 0 {
 		end = min(end, max(p.Size-p.FooterSize, at.off+length))
 	}

@@ -3,12 +3,14 @@ package remote_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/forge-build/forge/integration/itest"
+	"github.com/forge-build/forge/remote"
 )
 
 // TestRemoteGC: a stage past the retention is condemned by one run and
@@ -123,5 +125,59 @@ func TestRemoteGC(t *testing.T) {
 	}
 	if _, ok := keys(t, bk, "gc/")["gc/lock"]; ok {
 		t.Errorf("gc left its lock")
+	}
+}
+
+// TestRemoteGCLosesItsLock: a collection whose lock another run took over
+// (it expired while the first was slow) deletes nothing. The takeover is
+// staged at the moment the run asks the time before deleting.
+func TestRemoteGCLosesItsLock(t *testing.T) {
+	s3 := itest.StartS3(t, itest.S3Options{})
+	s3.CreateBucket(t, "forge-gclock")
+	a := newHost(t, s3, "forge-gclock")
+	bk := bucket(t, s3, "forge-gclock")
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "stage")
+	writeTree(t, src, 1)
+	stageID := strings.Repeat("cd", 32)
+	a.importTree(src, stageID)
+	a.must("store", "push", "--store", a.store, stageID)
+
+	r := &remote.Remote{Bucket: bk, Host: "slow"}
+	opts := remote.GCOptions{Retention: time.Nanosecond, Grace: time.Nanosecond}
+	// A first run condemns the stage's objects.
+	if _, err := r.GC(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	before := keys(t, bk, "")
+	calls := 0
+	opts.Now = func() time.Time {
+		calls++
+		if calls == 2 {
+			// The run listed and judged; now, before it deletes,
+			// another host takes its (as if expired) lock.
+			lock, _ := json.Marshal(map[string]any{"host": "other", "token": "theirs", "expires": time.Now().Add(time.Hour)})
+			if _, err := bk.Put(ctx, "gc/lock", lock); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return time.Now()
+	}
+	res, err := r.GC(ctx, opts)
+	if !errors.Is(err, remote.ErrLocked) || !strings.Contains(err.Error(), "other") {
+		t.Fatalf("gc whose lock was taken over: %v (deleted %d); want ErrLocked naming the other host", err, len(res.Deleted))
+	}
+	after := keys(t, bk, "")
+	for k := range before {
+		if _, ok := after[k]; !ok && k != "gc/condemned" {
+			t.Errorf("%s was deleted by a run that had lost its lock", k)
+		}
+	}
+	if calls < 2 {
+		t.Fatalf("the run asked the time %d times: the takeover was not staged", calls)
+	}
+	// Its lock is not ours to delete: the other run's stays.
+	if _, ok := keys(t, bk, "gc/")["gc/lock"]; !ok {
+		t.Errorf("the run deleted the lock another run holds")
 	}
 }
