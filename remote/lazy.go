@@ -205,10 +205,15 @@ func (l *Lazy) window(at chunkAt) (off, end int64) {
 	size := length
 	switch {
 	case at.off < pr.hi:
-		// Behind the furthest read: a fill.
+		// Behind the furthest read: a gap that reads running in
+		// parallel left (the kernel's readahead asks for a file's
+		// next MiBs while its first are read), to be filled in the
+		// window's size, up to what is held already.
+		if pr.window > 0 {
+			size = min(max(pr.window, minWindow), maxWindow)
+		}
 	case pr.hi > 0 && at.off <= pr.hi+maxWindow:
-		// At or a little past it (fusefs reads a few chunks of a file
-		// ahead, in parallel): sequential.
+		// At or a little past it: sequential.
 		size = min(max(2*pr.window, minWindow), maxWindow)
 	default:
 		pr.window = 0
@@ -217,9 +222,17 @@ func (l *Lazy) window(at chunkAt) (off, end int64) {
 	if p, ok := l.idx.pack(at.pack); ok && p.FooterSize > 0 {
 		end = min(end, max(p.Size-p.FooterSize, at.off+length))
 	}
-	if at.off >= pr.hi {
-		pr.hi, pr.window = end, size
+	// Not through what is held already: it would be fetched again.
+	for _, e := range l.idx.within(at.pack, at.off+length, end) {
+		if l.has(e.Hash) {
+			end = e.Offset
+			break
+		}
 	}
+	if at.off >= pr.hi {
+		pr.window = size
+	}
+	pr.hi = max(pr.hi, end)
 	return at.off, end
 }
 
