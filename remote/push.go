@@ -304,7 +304,13 @@ func (r *Remote) pushPacks(ctx context.Context, st *cas.Store, idx *chunkIndex, 
 			}
 		}
 		// As the store keeps it: a compressed chunk goes compressed.
-		data, raw, flags, err := st.ReadStoredChunk(c.Hash, data[:0])
+		// (data is reused from chunk to chunk: not declared here.)
+		var (
+			raw   int
+			flags uint8
+			err   error
+		)
+		data, raw, flags, err = st.ReadStoredChunk(c.Hash, data[:0])
 		if err != nil {
 			return err
 		}
