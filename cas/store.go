@@ -484,17 +484,12 @@ func (s *Store) ReadChunk(h digest.Hash, buf []byte) ([]byte, error) {
 // with its length once decoded: what a push sends, so that a bucket keeps
 // what the store keeps.
 func (s *Store) ReadStoredChunk(h digest.Hash, buf []byte) (stored []byte, rawLength int, flags uint8, err error) {
-	for attempt := 0; ; attempt++ {
-		loc, err := s.location(prefixChunk, h)
-		if err != nil {
-			return buf, 0, 0, err
-		}
-		out, err := s.readStoredBlob(h, loc, buf)
-		if (errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrClosed)) && attempt == 0 {
-			continue // moved by GC meanwhile: look it up again, once
-		}
-		return out, int(loc.RawLength), loc.Flags, err
-	}
+	var loc chunkLoc
+	stored, err = s.readLocated(prefixChunk, h, buf, func(l chunkLoc, buf []byte) ([]byte, error) {
+		loc = l
+		return s.readStoredBlob(h, l, buf)
+	})
+	return stored, int(loc.RawLength), loc.Flags, err
 }
 
 // DecodeChunk appends to buf the plain bytes of chunk h given as a pack
@@ -518,12 +513,20 @@ func (s *Store) DecodeChunk(h digest.Hash, stored []byte, flags uint8, rawLength
 
 // readIndexed reads the blob the index locates under prefix and h.
 func (s *Store) readIndexed(prefix byte, h digest.Hash, buf []byte) ([]byte, error) {
+	return s.readLocated(prefix, h, buf, func(loc chunkLoc, buf []byte) ([]byte, error) {
+		return s.readBlob(h, loc, blobFlags(prefix), buf)
+	})
+}
+
+// readLocated looks up where the index locates the blob under prefix and
+// h, and reads it there with read.
+func (s *Store) readLocated(prefix byte, h digest.Hash, buf []byte, read func(loc chunkLoc, buf []byte) ([]byte, error)) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		loc, err := s.location(prefix, h)
 		if err != nil {
 			return buf, err
 		}
-		out, err := s.readBlob(h, loc, blobFlags(prefix), buf)
+		out, err := read(loc, buf)
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrClosed) {
 			// GC may have moved the blob to a new pack and removed the
 			// old one after we read the location: look it up again, once.
