@@ -4,9 +4,15 @@
 // modes, times, extended attributes (ACLs, SELinux labels, capabilities)
 // and hard links within an item are kept. The usual item of an image
 // pipeline, a directory's content into an empty directory (a tree into a
-// new filesystem), is copied by the stage itself, keeping the same (see
-// copyContents): with half of cp's requests to a FUSE input, in an order
-// that depends on the tree alone.
+// new filesystem), is copied by the stage itself with internal/treecopy,
+// as the assemblers fill images, keeping the same: cp -a asks for every
+// file's extended attributes three times (listxattr twice, then the ACL),
+// each a round trip to the store's daemon through a FUSE input, 3 of the 4
+// requests per file of the Debian tree (67,000 for its 16,000 files);
+// treecopy asks once per inode, and goes in name order, so that where ext4
+// puts each inode is a function of the tree (cp's order follows the
+// source's inode numbers). It also reaches paths past PATH_MAX, where cp
+// fails.
 //
 // Sources and destinations are osbuild's location URLs (see
 // stage.Location): "from" is input://NAME/PATH, mount://NAME/PATH or
@@ -29,6 +35,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/forge-build/forge/internal/treecopy"
 	"github.com/forge-build/forge/stages/stage"
 )
 
@@ -117,7 +124,7 @@ func Run(ctx context.Context, a stage.Args) error {
 		src, dst := t.Args[len(t.Args)-2], t.Args[len(t.Args)-1]
 		fmt.Printf("copying '%s' -> '%s'\n", src, dst)
 		if fast != nil {
-			err = copyContents(ctx, fast.src, fast.dst)
+			err = treecopy.Copy(ctx, fast.src, fast.dst)
 		} else {
 			err = t.Run(ctx)
 		}
@@ -128,14 +135,14 @@ func Run(ctx context.Context, a stage.Args) error {
 	return nil
 }
 
-// contentsCopy is an item copyContents does in cp's stead: a directory's
-// content into an empty directory (the usual item of an image pipeline:
-// a tree into a new filesystem).
+// contentsCopy is an item internal/treecopy does in cp's stead: a
+// directory's content into an empty directory (the usual item of an image
+// pipeline: a tree into a new filesystem).
 type contentsCopy struct{ src, dst string }
 
 // plan resolves an item's locations, checks that they exist where they
 // must and stay in their roots, and returns its cp command line, and fast
-// when copyContents is to do it instead.
+// when internal/treecopy is to do it instead.
 func plan(a stage.Args, it item) (t stage.Tool, fast *contentsCopy, err error) {
 	src, err := a.ParseLocation(*it.From)
 	if err != nil {

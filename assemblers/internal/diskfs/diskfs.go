@@ -22,7 +22,7 @@ import (
 	"strings"
 
 	"github.com/forge-build/forge/assemblers/internal/command"
-	"github.com/forge-build/forge/assemblers/internal/treecopy"
+	"github.com/forge-build/forge/internal/treecopy"
 	"github.com/forge-build/forge/loopd"
 	"golang.org/x/sys/unix"
 )

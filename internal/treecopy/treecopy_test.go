@@ -15,12 +15,27 @@ import (
 
 // TestCopyFixture: the copy of the fidelity fixture equals it in every
 // property Compare knows, the roots' own metadata included, and is no less
-// sparse; the paths beyond PATH_MAX and the socket are there too.
+// sparse; the paths beyond PATH_MAX, the socket, and a symlink and a FIFO
+// of two names each are there too.
 func TestCopyFixture(t *testing.T) {
 	fstree.RequireRoot(t)
 	tmp := fstree.DiskTempDir(t)
 	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
 	fstree.MustBuildFixture(t, src)
+	// And what the fixture lacks: a symbolic link and a FIFO with two
+	// names each (link(2) links a symlink itself).
+	extra := filepath.Join(src, "linked-specials")
+	for _, err := range []error{
+		os.Mkdir(extra, 0o755),
+		os.Symlink("../nowhere", filepath.Join(extra, "sym-1")),
+		os.Link(filepath.Join(extra, "sym-1"), filepath.Join(extra, "sym-2")),
+		unix.Mkfifo(filepath.Join(extra, "fifo-1"), 0o640),
+		os.Link(filepath.Join(extra, "fifo-1"), filepath.Join(extra, "fifo-2")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		t.Fatal(err)
 	}

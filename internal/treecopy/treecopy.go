@@ -3,7 +3,7 @@
 // holes, owner, the 12 mode bits, nanosecond mtime and atime, every xattr
 // (user.*, trusted.*, security.* with file capabilities, POSIX ACLs) and
 // the hard-link structure. Assemblers use it to fill the filesystems of
-// images.
+// images, and the stage org.osbuild.copy to copy a tree into a new one.
 //
 // It replaces osbuild's `cp -a`: GNU cp and tar fail on paths longer than
 // PATH_MAX, and tar drops sockets. treecopy walks both trees by file
@@ -131,7 +131,7 @@ func (c *copier) copyEntry(srcfd, dstfd int, dir []string, name string) error {
 	case unix.S_IFDIR:
 		return c.copySubdir(srcfd, dstfd, dir, name, &st)
 	case unix.S_IFREG:
-		if err := c.copyFile(srcfd, dstfd, name, st.Size); err != nil {
+		if err := c.copyFile(srcfd, dstfd, name, &st); err != nil {
 			return err
 		}
 	case unix.S_IFLNK:
