@@ -60,6 +60,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/jsonschema/
 	$(GO) test -run '^$$' -fuzz '^FuzzRegex$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/jsonschema/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./builder/manifest/
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/treestream/
 
 bench: build
 	scripts/install-deps bench

@@ -1,8 +1,11 @@
 package builder
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -17,6 +20,11 @@ import (
 // with file descriptors. The one call today's stages make is
 // {"method": "exception", "exception": {"type", "value", "traceback"}}
 // before they exit; osbuild reports it as the stage's error.
+//
+// forge adds one call for its own copy stage, treeStreamMethod: a stage
+// asks for one of its tree inputs as a treestream, sending the write end
+// of a pipe with the request, and reads the tree from the other end
+// rather than through the input's FUSE mount (see treeStream).
 
 // StageException is what a stage reported through the API socket.
 type StageException struct {
@@ -40,27 +48,56 @@ const (
 	apiReadLimit  = 10 * time.Minute
 )
 
+// treeStreamMethod is forge's API call for a tree input as a treestream:
+// {"method": "forge.tree-stream", "input": NAME} with one file descriptor,
+// a pipe's write end. The answer is {"ok": true} (the stream follows on
+// the pipe) or {"error": MESSAGE}.
+const treeStreamMethod = "forge.tree-stream"
+
+// apiOptions are what a stage's API serves besides exceptions.
+type apiOptions struct {
+	// trees are the stage's tree inputs: the stored tree of each input
+	// name, which the stage may ask for as a stream.
+	trees map[string]string
+	// stream opens a stored tree as a treestream.
+	stream func(ctx context.Context, tree string) (io.ReadCloser, error)
+	// logf reports what goes wrong with a stream after it started: the
+	// stage then sees it end early.
+	logf func(format string, args ...any)
+}
+
 // apiServer serves one stage's API socket.
 type apiServer struct {
-	l    *net.UnixListener
-	path string
-	wg   sync.WaitGroup
-	sem  chan struct{}
+	l      *net.UnixListener
+	path   string
+	opts   apiOptions
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sem    chan struct{}
 
-	mu    sync.Mutex
-	exc   *StageException
-	conns map[*net.UnixConn]bool
+	mu      sync.Mutex
+	exc     *StageException
+	conns   map[*net.UnixConn]bool
+	streams map[*os.File]bool // pipes being written
 }
 
 // serveAPI listens on path (a new socket) and serves until close.
-func serveAPI(path string) (*apiServer, error) {
+func serveAPI(path string, opts apiOptions) (*apiServer, error) {
 	os.Remove(path)
 	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
 		return nil, fmt.Errorf("stage API socket %s: %w", path, err)
 	}
 	l.SetUnlinkOnClose(true)
-	s := &apiServer{l: l, path: path, sem: make(chan struct{}, apiMaxConns), conns: map[*net.UnixConn]bool{}}
+	if opts.logf == nil {
+		opts.logf = func(string, ...any) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &apiServer{
+		l: l, path: path, opts: opts, ctx: ctx, cancel: cancel,
+		sem: make(chan struct{}, apiMaxConns), conns: map[*net.UnixConn]bool{}, streams: map[*os.File]bool{},
+	}
 	s.wg.Go(s.accept)
 	return s, nil
 }
@@ -99,17 +136,25 @@ func (s *apiServer) serve(c *net.UnixConn) {
 	for {
 		c.SetReadDeadline(time.Now().Add(apiReadLimit))
 		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-		closeRights(oob[:oobn])
+		fds := receivedRights(oob[:oobn])
 		if err != nil || n == 0 {
+			closeAll(fds)
 			return
 		}
 		var msg struct {
 			Method    string          `json:"method"`
 			Exception *StageException `json:"exception"`
+			Input     string          `json:"input"`
 		}
 		if json.Unmarshal(buf[:n], &msg) != nil {
+			closeAll(fds)
 			continue
 		}
+		if msg.Method == treeStreamMethod {
+			s.treeStream(c, msg.Input, fds)
+			continue
+		}
+		closeAll(fds)
 		if msg.Method == "exception" && msg.Exception != nil {
 			s.mu.Lock()
 			if s.exc == nil { // the first is the cause
@@ -120,31 +165,130 @@ func (s *apiServer) serve(c *net.UnixConn) {
 	}
 }
 
-// closeRights closes every file descriptor a control message carried: the
-// API takes none, and a stage must not make forge hold its files.
-func closeRights(oob []byte) {
+// receivedRights are the file descriptors a control message carried. The
+// caller closes every one it does not keep: a stage must not make forge
+// hold its files.
+func receivedRights(oob []byte) []int {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return
+		return nil
 	}
+	var all []int
 	for _, m := range msgs {
 		fds, err := unix.ParseUnixRights(&m)
 		if err != nil {
 			continue
 		}
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
+		all = append(all, fds...)
 	}
+	return all
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// treeStream answers a forge.tree-stream call: it checks that input is
+// one of the stage's tree inputs and that the one descriptor sent is a
+// pipe open for writing, answers, and writes the stream into the pipe
+// until it ends, the stage stops reading, or the server closes.
+//
+// It gives the stage nothing it lacks: the stage reads the same tree
+// through the input's mount. The pipe check keeps forge from writing the
+// tree into any other file the stage could pass (its own tree's files are
+// writable to it, but so is everything forge then writes, and a pipe is
+// all the call needs).
+func (s *apiServer) treeStream(c *net.UnixConn, input string, fds []int) {
+	answer := func(err error) {
+		msg := map[string]any{"ok": true}
+		if err != nil {
+			msg = map[string]any{"error": err.Error()}
+		}
+		b, _ := json.Marshal(msg)
+		c.WriteMsgUnix(b, nil, nil)
+	}
+	if len(fds) != 1 {
+		closeAll(fds)
+		answer(fmt.Errorf("%s takes one file descriptor, a pipe's write end; %d came", treeStreamMethod, len(fds)))
+		return
+	}
+	fd := fds[0]
+	if err := checkWritablePipe(fd); err != nil {
+		unix.Close(fd)
+		answer(err)
+		return
+	}
+	tree, ok := s.opts.trees[input]
+	if !ok || s.opts.stream == nil {
+		unix.Close(fd)
+		answer(fmt.Errorf("the stage has no tree input %q to stream", input))
+		return
+	}
+	r, err := s.opts.stream(s.ctx, tree)
+	if err != nil {
+		unix.Close(fd)
+		answer(fmt.Errorf("input %s: %w", input, err))
+		return
+	}
+	// Non-blocking, so that the poller runs the writes and close can stop
+	// one that waits on a stage which stopped reading.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		r.Close()
+		unix.Close(fd)
+		answer(err)
+		return
+	}
+	pipe := os.NewFile(uintptr(fd), "tree stream of input "+input)
+	s.mu.Lock()
+	s.streams[pipe] = true
+	s.mu.Unlock()
+	answer(nil)
+	s.wg.Go(func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.streams, pipe)
+			s.mu.Unlock()
+			pipe.Close()
+			r.Close()
+		}()
+		if _, err := io.Copy(pipe, r); err != nil && s.ctx.Err() == nil && !errors.Is(err, unix.EPIPE) {
+			s.opts.logf("tree stream of input %s: %v", input, err)
+		}
+	})
+}
+
+// checkWritablePipe checks that fd is a pipe (or FIFO) open for writing.
+func checkWritablePipe(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("the descriptor sent: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return fmt.Errorf("the descriptor sent is not a pipe (mode %#o)", st.Mode)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return fmt.Errorf("the descriptor sent: %w", err)
+	}
+	if fl&unix.O_ACCMODE == unix.O_RDONLY {
+		return errors.New("the pipe sent is open for reading: send its write end")
+	}
+	return nil
 }
 
 // close stops serving and returns the exception the stage reported, if
 // any.
 func (s *apiServer) close() *StageException {
 	s.l.Close()
+	s.cancel()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.Close()
+	}
+	for p := range s.streams {
+		p.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

@@ -173,7 +173,10 @@ type stageEnv struct {
 	mounts  []buildroot.FSMount
 	// devicePaths are the devices' nodes in the buildroot by device name.
 	devicePaths map[string]string
-	releases    []func()
+	// trees are the stored trees of the stage's org.osbuild.tree inputs
+	// by input name, which it may ask for as streams (stageapi.go).
+	trees    map[string]string
+	releases []func()
 }
 
 func (e *stageEnv) release() {
@@ -197,7 +200,7 @@ func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, sr stageRun,
 	if err != nil {
 		return err
 	}
-	env := &stageEnv{dir: dir, devicePaths: map[string]string{}}
+	env := &stageEnv{dir: dir, devicePaths: map[string]string{}, trees: map[string]string{}}
 	env.releases = append(env.releases, func() { os.RemoveAll(dir) })
 	defer env.release()
 	libdir := b.opts.Libdir
@@ -243,7 +246,13 @@ func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, sr stageRun,
 	if err := os.WriteFile(metaPath, nil, 0o644); err != nil {
 		return err
 	}
-	api, err := serveAPI(filepath.Join(dir, "api.sock"))
+	api, err := serveAPI(filepath.Join(dir, "api.sock"), apiOptions{
+		trees:  env.trees,
+		stream: b.c.StreamTree,
+		logf: func(format string, args ...any) {
+			b.emit(Event{Type: EventLog, Path: st.Path, Name: st.Name, ID: st.ID, Line: "forge: " + fmt.Sprintf(format, args...)})
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -349,6 +358,7 @@ func (b *build) inputsV2(ctx context.Context, st *manifest.Stage, env *stageEnv)
 				return nil, fmt.Errorf("%s: org.osbuild.tree takes one pipeline", in.Path)
 			}
 			req = client.MountRequest{Tree: b.refs[in.References[0].Pipeline.TreeKey()]}
+			env.trees[in.Name] = req.Tree
 		case "org.osbuild.files":
 			files := map[string]any{}
 			req.Compose = []client.ComposeEntry{}

@@ -20,7 +20,7 @@ import (
 // osbuild's jsoncomm client sends it, is the stage's exception; other
 // messages, junk and passed file descriptors change nothing.
 func TestAPIException(t *testing.T) {
-	s, err := serveAPI(filepath.Join(t.TempDir(), "api.sock"))
+	s, err := serveAPI(filepath.Join(t.TempDir(), "api.sock"), apiOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

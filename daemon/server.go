@@ -280,6 +280,7 @@ func (d *Daemon) routes() *http.ServeMux {
 	for name, h := range calls {
 		mux.HandleFunc("POST /v1/"+name, d.serve(name, h))
 	}
+	mux.HandleFunc("POST /v1/stream", d.streamTree)
 	return mux
 }
 

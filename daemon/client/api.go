@@ -229,6 +229,15 @@ type ImportResult struct {
 	ElapsedSec float64 `json:"elapsed_seconds"`
 }
 
+// StreamRequest asks for Tree (a ref or hash) as a treestream.
+type StreamRequest struct {
+	Tree string `json:"tree"`
+}
+
+// StreamContentType is the content type of a tree stream's answer; any
+// other answer is one JSON event with the error.
+const StreamContentType = "application/x-forge-treestream"
+
 // ExportRequest asks to recreate Tree (a ref or hash) at Path (absolute).
 type ExportRequest struct {
 	Tree string `json:"tree"`

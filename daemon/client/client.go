@@ -91,6 +91,37 @@ func (c *Client) call(ctx context.Context, op string, req any, progress func(Pro
 	}
 }
 
+// StreamTree asks for tree (a ref or hash) as a treestream (package
+// treestream), which the caller reads and closes. Root alone may ask.
+func (c *Client) StreamTree(ctx context.Context, tree string) (io.ReadCloser, error) {
+	body, err := json.Marshal(StreamRequest{Tree: tree})
+	if err != nil {
+		return nil, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://forge/v1/stream", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("store daemon at %s: %w", c.sock, err)
+	}
+	if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == StreamContentType {
+		return resp.Body, nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("store daemon at %s: %s: %s", c.sock, resp.Status, bytes.TrimSpace(msg))
+	}
+	var ev Event
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ev); err != nil || ev.Error == nil {
+		return nil, fmt.Errorf("store daemon at %s: stream %s: an answer that is neither a stream nor an error", c.sock, tree)
+	}
+	return nil, &RemoteError{Kind: ev.Error.Kind, Message: ev.Error.Message}
+}
+
 // Ping asks the daemon who it is.
 func (c *Client) Ping(ctx context.Context) (PingResult, error) {
 	var r PingResult

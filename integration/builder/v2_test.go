@@ -68,6 +68,15 @@ func TestV2ImagePipeline(t *testing.T) {
 	if !slices.Equal(r.ran(), want) {
 		t.Fatalf("ran %v, want %v", r.ran(), want)
 	}
+	// The copy read its tree input as a stream from the store, not
+	// through the input's mount.
+	streamed := false
+	for _, ev := range r.events {
+		streamed = streamed || ev.Path == "pipelines[1].stages[2]" && ev.Line == "input root-tree comes as a stream from the store"
+	}
+	if !streamed {
+		t.Errorf("org.osbuild.copy did not say it streamed its input:\n%s", r.stderr)
+	}
 	img := filepath.Join(out, "image", "disk.img")
 	if got := debugfsCat(t, img, "/etc/a") + debugfsCat(t, img, "/etc/b"); got != "A\nB\n" {
 		t.Errorf("disk.img holds %q, want the tree's files", got)

@@ -483,6 +483,13 @@ func TestGroupMembersMayUseTheDaemon(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("forge store ls as a member of the daemon's group: %v\n%s\ndaemon log:\n%s", err, out, logBuf.String())
 	}
+	// But not a tree stream: it carries every file's bytes, whatever the
+	// file's mode, which a member reading through a mount cannot read.
+	cmd = exec.Command("curl", "-sS", "--unix-socket", sock, "-X", "POST", "-d", `{"tree": "any"}`, "http://forge/v1/stream")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "for root alone") {
+		t.Fatalf("a tree stream for a member of the daemon's group: %v\n%s", err, out)
+	}
 	// Others are still refused, by the socket's mode before any check of ours.
 	cmd = exec.Command(forgeBin, "store", "ls", "--store", store)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 1}}

@@ -2,8 +2,11 @@ package fstree
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/forge-build/forge/internal/mountinfo"
 )
@@ -65,6 +68,25 @@ func MustBuildFixture(t testing.TB, dir string) {
 	t.Helper()
 	if err := BuildFixture(dir); err != nil {
 		t.Fatalf("build fixture: %v", err)
+	}
+}
+
+// MustAddLinkedSpecials adds to the fixture in dir what it lacks, for the
+// copiers that must keep it: a directory linked-specials with a symbolic
+// link and a FIFO of two names each (link(2) links a symlink itself).
+func MustAddLinkedSpecials(t testing.TB, dir string) {
+	t.Helper()
+	extra := filepath.Join(dir, "linked-specials")
+	for _, err := range []error{
+		os.Mkdir(extra, 0o755),
+		os.Symlink("../nowhere", filepath.Join(extra, "sym-1")),
+		os.Link(filepath.Join(extra, "sym-1"), filepath.Join(extra, "sym-2")),
+		unix.Mkfifo(filepath.Join(extra, "fifo-1"), 0o640),
+		os.Link(filepath.Join(extra, "fifo-1"), filepath.Join(extra, "fifo-2")),
+	} {
+		if err != nil {
+			t.Fatalf("linked specials: %v", err)
+		}
 	}
 }
 

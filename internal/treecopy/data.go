@@ -18,21 +18,25 @@ const (
 
 var zeros = make([]byte, zeroBlock)
 
-// copyFile creates name in dstfd with the content of name in srcfd, whose
-// stat is st. Of a source that may have holes (fewer blocks allocated than
+// copyFile creates dstName in dstfd with the content of srcName in srcfd,
+// whose stat is st. Of a source that may have holes (fewer blocks allocated than
 // its size needs) only the data extents are read (SEEK_DATA/SEEK_HOLE);
 // one that has none is read whole, without asking: through a FUSE source
 // each lseek is a round trip, two per file, a third of the requests for a
 // tree of small files. Blocks of zeros are not written either way, so the
 // copy is at least as sparse as the source, as `cp --sparse=always` makes
 // it.
-func (c *copier) copyFile(srcfd, dstfd int, name string, st *unix.Stat_t) (err error) {
-	size := st.Size
-	in, err := unix.Openat(srcfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+func (c *copier) copyFile(srcfd int, srcName string, dstfd int, dstName string, st *unix.Stat_t) (err error) {
+	in, err := unix.Openat(srcfd, srcName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
 	defer unix.Close(in)
+	return withNewFile(dstfd, dstName, func(out int) error { return c.copyContent(in, out, st) })
+}
+
+// withNewFile creates the regular file name in dstfd and runs write on it.
+func withNewFile(dstfd int, name string, write func(out int) error) (err error) {
 	out, err := unix.Openat(dstfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
@@ -42,6 +46,12 @@ func (c *copier) copyFile(srcfd, dstfd int, name string, st *unix.Stat_t) (err e
 			err = fmt.Errorf("close: %w", cerr)
 		}
 	}()
+	return write(out)
+}
+
+// copyContent copies the content of in, whose stat is st, to out.
+func (c *copier) copyContent(in, out int, st *unix.Stat_t) (err error) {
+	size := st.Size
 	mayHaveHoles := st.Blocks*512 < size
 	for off := int64(0); off < size; {
 		if err := c.ctx.Err(); err != nil {

@@ -22,6 +22,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/forge-build/forge/internal/treestream"
 )
 
 // openDirFlags open a directory without following a symlink in its place.
@@ -54,7 +56,7 @@ func Copy(ctx context.Context, src, dst string) error {
 	}
 	// The roots have no parent fd to name them by; they are named through
 	// their own fds instead, which reach the same calls.
-	if err := c.applyMeta(srcfd, "", dstfd, "", &st); err != nil {
+	if err := c.copyMeta(srcfd, "", dstfd, "", &st); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return nil
@@ -131,7 +133,7 @@ func (c *copier) copyEntry(srcfd, dstfd int, dir []string, name string) error {
 	case unix.S_IFDIR:
 		return c.copySubdir(srcfd, dstfd, dir, name, &st)
 	case unix.S_IFREG:
-		if err := c.copyFile(srcfd, dstfd, name, &st); err != nil {
+		if err := c.copyFile(srcfd, name, dstfd, name, &st); err != nil {
 			return err
 		}
 	case unix.S_IFLNK:
@@ -151,7 +153,7 @@ func (c *copier) copyEntry(srcfd, dstfd int, dir []string, name string) error {
 	default:
 		return fmt.Errorf("unknown file type %#o", typ)
 	}
-	if err := c.applyMeta(srcfd, name, dstfd, name, &st); err != nil {
+	if err := c.copyMeta(srcfd, name, dstfd, name, &st); err != nil {
 		return err
 	}
 	if linked {
@@ -166,29 +168,39 @@ func (c *copier) copyEntry(srcfd, dstfd int, dir []string, name string) error {
 // only then sets its metadata: its children change its mtime, and a mode
 // like 0500 is for after the filling.
 func (c *copier) copySubdir(srcfd, dstfd int, dir []string, name string, st *unix.Stat_t) error {
-	if err := unix.Mkdirat(dstfd, name, 0o700); err != nil {
-		if !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("mkdirat: %w", err)
-		}
-		var dst unix.Stat_t
-		if serr := unix.Fstatat(dstfd, name, &dst, unix.AT_SYMLINK_NOFOLLOW); serr != nil || dst.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return fmt.Errorf("mkdirat: %w (and it is not a directory)", err)
-		}
+	dsub, err := makeDir(dstfd, name)
+	if err != nil {
+		return err
 	}
+	defer unix.Close(dsub)
 	sub, err := unix.Openat(srcfd, name, openDirFlags, 0)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
 	defer unix.Close(sub)
-	dsub, err := unix.Openat(dstfd, name, openDirFlags, 0)
-	if err != nil {
-		return fmt.Errorf("open copy: %w", err)
-	}
-	defer unix.Close(dsub)
 	if err := c.copyDir(sub, dsub, append(slices.Clip(dir), name)); err != nil {
 		return err
 	}
-	return c.applyMeta(srcfd, name, dstfd, name, st)
+	return c.copyMeta(srcfd, name, dstfd, name, st)
+}
+
+// makeDir creates the directory name in dstfd, or takes the one there
+// (a mount point, lost+found), and opens it.
+func makeDir(dstfd int, name string) (int, error) {
+	if err := unix.Mkdirat(dstfd, name, 0o700); err != nil {
+		if !errors.Is(err, unix.EEXIST) {
+			return -1, fmt.Errorf("mkdirat: %w", err)
+		}
+		var dst unix.Stat_t
+		if serr := unix.Fstatat(dstfd, name, &dst, unix.AT_SYMLINK_NOFOLLOW); serr != nil || dst.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return -1, fmt.Errorf("mkdirat: %w (and it is not a directory)", err)
+		}
+	}
+	fd, err := unix.Openat(dstfd, name, openDirFlags, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open copy: %w", err)
+	}
+	return fd, nil
 }
 
 // link makes name in dstfd another name of the inode at site. done is
@@ -226,31 +238,73 @@ func (c *copier) openDstDir(dir []string) (int, error) {
 	return fd, nil
 }
 
-// applyMeta gives the copy dstName in dstfd the metadata st of srcName in
-// srcfd. An empty name means the directory fd itself. The order matters:
-// chown clears setuid, setgid and security.capability, so it comes first;
-// an ACL rewrites the group bits, so the exact mode comes after the xattrs;
-// times come last, as every other change touches ctime only but creating
-// children touched the mtime.
-func (c *copier) applyMeta(srcfd int, srcName string, dstfd int, dstName string, st *unix.Stat_t) error {
+// meta is what applyMeta gives a copy: its source's owner, permission
+// bits, times and xattrs.
+type meta struct {
+	uid, gid     uint32
+	mode         uint32 // st_mode
+	atime, mtime unix.Timespec
+	xattrs       []treestream.Xattr
+}
+
+// sourceMeta reads the metadata of srcName in srcfd, whose stat is st (an
+// empty name: the directory srcfd itself).
+func sourceMeta(srcfd int, srcName string, st *unix.Stat_t) (meta, error) {
+	m := meta{uid: st.Uid, gid: st.Gid, mode: st.Mode, atime: st.Atim, mtime: st.Mtim}
+	src := xattrTarget{srcfd, srcName}
+	names, err := listXattrs(src)
+	if err != nil {
+		return m, err
+	}
+	for _, name := range names {
+		value, err := getXattr(src, name)
+		if err != nil {
+			return m, err
+		}
+		m.xattrs = append(m.xattrs, treestream.Xattr{Name: name, Value: value})
+	}
+	return m, nil
+}
+
+// copyMeta gives the copy dstName in dstfd the metadata of srcName in
+// srcfd, whose stat is st.
+func (c *copier) copyMeta(srcfd int, srcName string, dstfd int, dstName string, st *unix.Stat_t) error {
+	m, err := sourceMeta(srcfd, srcName, st)
+	if err != nil {
+		return err
+	}
+	return applyMeta(dstfd, dstName, m)
+}
+
+// applyMeta gives the copy dstName in dstfd the metadata m. An empty name
+// means the directory fd itself. The order matters: chown clears setuid,
+// setgid and security.capability, so it comes first; an ACL rewrites the
+// group bits, so the exact mode comes after the xattrs; times come last,
+// as every other change touches ctime only but creating children touched
+// the mtime. An xattr the destination refuses is an error: the copy would
+// not be faithful.
+func applyMeta(dstfd int, dstName string, m meta) error {
 	flags := unix.AT_SYMLINK_NOFOLLOW
 	if dstName == "" {
 		flags |= unix.AT_EMPTY_PATH
 	}
-	if err := unix.Fchownat(dstfd, dstName, int(st.Uid), int(st.Gid), flags); err != nil {
-		return fmt.Errorf("chown %d:%d: %w", st.Uid, st.Gid, err)
+	if err := unix.Fchownat(dstfd, dstName, int(m.uid), int(m.gid), flags); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", m.uid, m.gid, err)
 	}
-	if err := copyXattrs(xattrTarget{srcfd, srcName}, xattrTarget{dstfd, dstName}); err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		// fchmodat cannot take AT_EMPTY_PATH before Linux 6.6; the proc
-		// path reaches the same inode.
-		if err := unix.Chmod(procPath(dstfd, dstName), st.Mode&0o7777); err != nil {
-			return fmt.Errorf("chmod %#o: %w", st.Mode&0o7777, err)
+	dst := xattrTarget{dstfd, dstName}
+	for _, x := range m.xattrs {
+		if err := dst.set(x.Name, x.Value); err != nil {
+			return fmt.Errorf("setxattr %s: %w", x.Name, err)
 		}
 	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if m.mode&unix.S_IFMT != unix.S_IFLNK {
+		// fchmodat cannot take AT_EMPTY_PATH before Linux 6.6; the proc
+		// path reaches the same inode.
+		if err := unix.Chmod(procPath(dstfd, dstName), m.mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %#o: %w", m.mode&0o7777, err)
+		}
+	}
+	ts := []unix.Timespec{m.atime, m.mtime}
 	if err := unix.UtimesNanoAt(dstfd, dstName, ts, flags); err != nil {
 		return fmt.Errorf("utimensat: %w", err)
 	}

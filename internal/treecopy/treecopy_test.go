@@ -22,20 +22,7 @@ func TestCopyFixture(t *testing.T) {
 	tmp := fstree.DiskTempDir(t)
 	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
 	fstree.MustBuildFixture(t, src)
-	// And what the fixture lacks: a symbolic link and a FIFO with two
-	// names each (link(2) links a symlink itself).
-	extra := filepath.Join(src, "linked-specials")
-	for _, err := range []error{
-		os.Mkdir(extra, 0o755),
-		os.Symlink("../nowhere", filepath.Join(extra, "sym-1")),
-		os.Link(filepath.Join(extra, "sym-1"), filepath.Join(extra, "sym-2")),
-		unix.Mkfifo(filepath.Join(extra, "fifo-1"), 0o640),
-		os.Link(filepath.Join(extra, "fifo-1"), filepath.Join(extra, "fifo-2")),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	fstree.MustAddLinkedSpecials(t, src)
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		t.Fatal(err)
 	}

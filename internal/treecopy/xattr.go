@@ -29,31 +29,12 @@ func (x xattrTarget) get(attr string, buf []byte) (int, error) {
 	return unix.Lgetxattr(procPath(x.fd, x.name), attr, buf)
 }
 
+// set sets one xattr.
 func (x xattrTarget) set(attr string, value []byte) error {
 	if x.name == "" {
 		return unix.Fsetxattr(x.fd, attr, value, 0)
 	}
 	return unix.Lsetxattr(procPath(x.fd, x.name), attr, value, 0)
-}
-
-// copyXattrs copies every xattr of src to dst. A source filesystem without
-// xattrs has nothing to copy; an xattr the destination refuses is an error,
-// as the copy would not be faithful.
-func copyXattrs(src, dst xattrTarget) error {
-	names, err := listXattrs(src)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		value, err := getXattr(src, name)
-		if err != nil {
-			return err
-		}
-		if err := dst.set(name, value); err != nil {
-			return fmt.Errorf("setxattr %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 func listXattrs(x xattrTarget) ([]string, error) {

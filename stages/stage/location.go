@@ -32,6 +32,8 @@ type Location struct {
 	Rel string
 	// Contents is set when the URL's path ends in "/".
 	Contents bool
+	// Input is the input's name, for an input:// location.
+	Input string
 }
 
 // ParseLocation resolves url against the stage's arguments, without
@@ -85,6 +87,7 @@ func (a Args) ParseLocation(url string) (Location, error) {
 			return l, fmt.Errorf("%q: the stage has no input %q%s", url, name, known(a.Inputs))
 		}
 		l.Root = in.Path
+		l.Input = name
 	default:
 		return l, fmt.Errorf("%q: unknown scheme %q: want tree, mount or input", url, scheme)
 	}
