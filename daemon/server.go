@@ -95,7 +95,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}
 	d.ln = ln
-	defer os.Remove(sock)
+	// The socket file is removed below only while it is still the one
+	// made here: once the store's directory was removed and made anew,
+	// the path may be another daemon's socket.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	var sockStat unix.Stat_t
+	if err := unix.Lstat(sock, &sockStat); err != nil {
+		return fmt.Errorf("stat %s: %w", sock, err)
+	}
+	defer removeIfSame(sock, &sockStat)
 	mode := os.FileMode(0o600)
 	if d.gid >= 0 {
 		mode = 0o660
@@ -145,6 +153,13 @@ loop:
 				reason = fmt.Sprintf("idle for %s", cfg.IdleTimeout)
 				break loop
 			}
+			// No client can reach a daemon whose socket is gone (its
+			// store's directory removed, say), and its lock would keep
+			// a new daemon from serving the store at that path.
+			if !isFile(sock, &sockStat) {
+				reason = fmt.Sprintf("its socket %s was removed or replaced", sock)
+				break loop
+			}
 		}
 	}
 	cfg.Logf("stopping (%s)", reason)
@@ -154,6 +169,19 @@ loop:
 	d.srv.Shutdown(shutCtx)
 	d.unmountAll()
 	return nil
+}
+
+// isFile reports whether path is still the file whose stat is st.
+func isFile(path string, st *unix.Stat_t) bool {
+	var now unix.Stat_t
+	return unix.Lstat(path, &now) == nil && now.Dev == st.Dev && now.Ino == st.Ino
+}
+
+// removeIfSame removes path if it is still the file whose stat is st.
+func removeIfSame(path string, st *unix.Stat_t) {
+	if isFile(path, st) {
+		os.Remove(path)
+	}
 }
 
 func allowGroupSearch(dir string, gid int) error {

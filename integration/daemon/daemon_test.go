@@ -410,6 +410,31 @@ func TestIdleDaemonExits(t *testing.T) {
 	}
 }
 
+// TestStoreRemovedUnderTheDaemon: a store's directory removed while its
+// daemon runs (rm -rf, then a new store at the same path): the old daemon
+// stops, so it neither holds the path's store nor, on its way out, removes
+// the new daemon's socket, and the new store works.
+func TestStoreRemovedUnderTheDaemon(t *testing.T) {
+	store := storeDir(t)
+	work := fstree.DiskTempDir(t)
+	src := filepath.Join(work, "src")
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	importTree(t, store, src, "t")
+	old := daemonPID(t, store)
+	must(t, os.RemoveAll(store))
+	must(t, os.Mkdir(store, 0o700))
+	importTree(t, store, src, "t")
+	waitGone(t, old)
+	if pid := daemonPID(t, store); pid == old {
+		t.Fatalf("daemon %d serves the new store", pid)
+	}
+	if _, err := os.Stat(filepath.Join(store, client.SocketName)); err != nil {
+		t.Fatalf("the new daemon's socket: %v", err)
+	}
+	mustForge(t, "store", "ls", "--store", store)
+}
+
 func TestSIGTERMUnmountsAndExitsZero(t *testing.T) {
 	store := storeDir(t)
 	work := fstree.DiskTempDir(t)
