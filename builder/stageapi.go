@@ -253,7 +253,10 @@ func (s *apiServer) treeStream(c *net.UnixConn, input string, fds []int) {
 			pipe.Close()
 			r.Close()
 		}()
-		if _, err := io.Copy(pipe, r); err != nil && s.ctx.Err() == nil && !errors.Is(err, unix.EPIPE) {
+		// Large writes: each one into the pipe wakes the stage's reader.
+		// (io.Copy would use the pipe's ReadFrom, 32 KiB at a time.)
+		buf := make([]byte, 1<<20)
+		if _, err := io.CopyBuffer(struct{ io.Writer }{pipe}, r, buf); err != nil && s.ctx.Err() == nil && !errors.Is(err, unix.EPIPE) {
 			s.opts.logf("tree stream of input %s: %v", input, err)
 		}
 	})

@@ -46,7 +46,17 @@ func withNewFile(dstfd int, name string, write func(out int) error) (err error) 
 			err = fmt.Errorf("close: %w", cerr)
 		}
 	}()
-	return write(out)
+	if err := write(out); err != nil {
+		return err
+	}
+	// Start writing the file's pages back now, without waiting for
+	// them. The copies fill filesystems on loop devices, where writeback
+	// is the loop worker's copy into the backing file: done while the
+	// copy goes on, it runs beside it (on another CPU), rather than all
+	// of it when the filesystem is unmounted, after the copy. Where the
+	// filesystem cannot, nothing is lost but that.
+	unix.SyncFileRange(out, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	return nil
 }
 
 // copyContent copies the content of in, whose stat is st, to out.

@@ -25,6 +25,8 @@ var ErrNoTreeStream = errors.New("no tree stream")
 // stream with the store's daemon first, which answers at once.
 const treeStreamAnswerWait = 2 * time.Minute
 
+const streamPipeSize = 1 << 20
+
 // OpenTreeStream asks forge, through the API socket, for the stage's tree
 // input named input as a treestream (package internal/treestream): the
 // whole stored tree, read by the store's daemon and written into a pipe
@@ -47,6 +49,10 @@ func OpenTreeStreamAt(socket, input string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A pipe holds 64 KiB: the reader and forge would take turns every
+	// 64 KiB of the tree. 1 MiB, the default limit for unprivileged
+	// processes; a failure only costs speed.
+	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, streamPipeSize)
 	msg, _ := json.Marshal(map[string]string{"method": "forge.tree-stream", "input": input})
 	_, _, err = c.WriteMsgUnix(msg, unix.UnixRights(int(w.Fd())), nil)
 	// forge holds its own copy of the write end now: ours must go, or the
