@@ -284,27 +284,97 @@ func (ex *exporter) worker() {
 }
 
 // writeFile writes a file's chunks at their offsets, leaving holes
-// unwritten, then sets its metadata.
+// unwritten, then sets its metadata. A large file's chunks are read,
+// verified and written by several goroutines, each a run of them at a
+// time: a tree of one disk image would otherwise be one worker's.
 func (ex *exporter) writeFile(job exportJob, buf []byte) ([]byte, error) {
-	var off int64
-	for _, c := range job.n.Chunks {
-		if !c.IsHole() {
+	chunks := job.n.Chunks
+	offsets := make([]int64, len(chunks)+1)
+	for i, c := range chunks {
+		offsets[i+1] = offsets[i] + int64(c.Size)
+	}
+	size := offsets[len(chunks)]
+	writeRun := func(lo, hi int, buf []byte) ([]byte, error) {
+		for i := lo; i < hi; i++ {
+			if chunks[i].IsHole() {
+				continue
+			}
 			var err error
-			buf, err = ex.s.ReadChunk(c.Hash, buf[:0])
-			if err != nil {
+			if buf, err = ex.s.ReadChunk(chunks[i].Hash, buf[:0]); err != nil {
 				return buf, err
 			}
-			if _, err := job.f.WriteAt(buf, off); err != nil {
+			if _, err := job.f.WriteAt(buf, offsets[i]); err != nil {
 				return buf, err
 			}
 			ex.bytes.Add(int64(len(buf)))
 		}
-		off += int64(c.Size)
+		return buf, nil
 	}
-	if err := job.f.Truncate(off); err != nil {
+	var err error
+	if workers := runtime.GOMAXPROCS(0); size >= parallelFileMin && workers > 1 {
+		err = ex.writeRuns(len(chunks), offsets, workers, writeRun)
+	} else {
+		buf, err = writeRun(0, len(chunks), buf)
+	}
+	if err != nil {
+		return buf, err
+	}
+	if err := job.f.Truncate(size); err != nil {
 		return buf, err
 	}
 	return buf, ex.setMeta(-1, selfFdPath(int(job.f.Fd())), job.n, true)
+}
+
+// parallelFileMin is the size from which one file's chunks are exported
+// by several goroutines, in runs of about parallelRun bytes.
+const (
+	parallelFileMin = 16 << 20
+	parallelRun     = 4 << 20
+)
+
+// writeRuns cuts chunks [0, n) into runs of about parallelRun bytes and
+// has workers goroutines write them; it returns the first error.
+func (ex *exporter) writeRuns(n int, offsets []int64, workers int, writeRun func(lo, hi int, buf []byte) ([]byte, error)) error {
+	type run struct{ lo, hi int }
+	runs := make(chan run)
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		failed   = make(chan struct{})
+	)
+	for range workers {
+		wg.Go(func() {
+			var buf []byte
+			for r := range runs {
+				var err error
+				if buf, err = writeRun(r.lo, r.hi, buf); err != nil {
+					errOnce.Do(func() { firstErr = err; close(failed) })
+				}
+			}
+		})
+	}
+feed:
+	for lo := 0; lo < n; {
+		hi := lo + 1
+		for hi < n && offsets[hi]-offsets[lo] < parallelRun {
+			hi++
+		}
+		select {
+		case runs <- run{lo, hi}:
+		case <-failed:
+			break feed
+		case <-ex.ctx.Done():
+			break feed
+		}
+		lo = hi
+	}
+	close(runs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return context.Cause(ex.ctx)
 }
 
 // setMeta restores ownership, xattrs, permissions and mtime, in the order

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -499,6 +500,18 @@ func (w *Writer) putContent(ctx context.Context, ck *chunker.Chunker, f *os.File
 	}
 	addData := func(start, end int64) error {
 		ck.Reset(io.NewSectionReader(f, start, end-start))
+		if workers := runtime.GOMAXPROCS(0); end-start >= parallelHashMin && workers > 1 {
+			hashed, err := w.putChunksParallel(ck, workers, counted)
+			for _, c := range hashed {
+				if c.IsHole() {
+					addHole(int64(c.Size))
+				} else {
+					chunks = append(chunks, c)
+					total += c.Size
+				}
+			}
+			return err
+		}
 		for {
 			data, err := ck.Next()
 			if err == io.EOF {
@@ -557,6 +570,84 @@ func (w *Writer) putContent(ctx context.Context, ck *chunker.Chunker, f *os.File
 		off = hole
 	}
 	return chunks, total, nil
+}
+
+// parallelHashMin is the length of data from which putContent hashes
+// chunks on several goroutines: the chunker finds boundaries alone (it
+// must, in order), and hashing is most of the rest. A disk image of a
+// 700 MB tree, which every image stage commits anew, is one such range.
+const parallelHashMin = 8 << 20
+
+// putChunksParallel stores the chunks ck yields, hashing and putting them
+// on workers goroutines, and returns them in order, all-zero chunks as
+// holes. Each chunk is copied out of the chunker's buffer, and at most
+// 4 per worker are in flight.
+func (w *Writer) putChunksParallel(ck *chunker.Chunker, workers int, counted func(int)) ([]node.Chunk, error) {
+	type job struct {
+		i    int
+		data []byte
+	}
+	var (
+		out      []node.Chunk
+		outMu    sync.Mutex
+		errOnce  sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	jobs := make(chan job, 4*workers)
+	failed := make(chan struct{})
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; close(failed) })
+	}
+	var bufs sync.Pool
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				c := node.Chunk{Size: uint64(len(j.data))}
+				if !isZero(j.data) {
+					c.Hash = digest.Hash(sha256.Sum256(j.data))
+					if _, err := w.PutChunk(c.Hash, j.data); err != nil {
+						fail(err)
+					}
+				}
+				bufs.Put(j.data[:0])
+				outMu.Lock()
+				out[j.i] = c
+				outMu.Unlock()
+			}
+		})
+	}
+	var err error
+	for i := 0; ; i++ {
+		var data []byte
+		data, err = ck.Next()
+		if err != nil {
+			break
+		}
+		if counted != nil {
+			counted(len(data))
+		}
+		buf, _ := bufs.Get().([]byte)
+		buf = append(buf[:0], data...)
+		outMu.Lock()
+		out = append(out, node.Chunk{})
+		outMu.Unlock()
+		select {
+		case jobs <- job{i, buf}:
+			continue
+		case <-failed:
+		}
+		break
+	}
+	close(jobs)
+	wg.Wait()
+	if err == io.EOF {
+		err = nil
+	}
+	if firstErr != nil {
+		err = firstErr
+	}
+	return out, err
 }
 
 var zeroBlock [64 << 10]byte
