@@ -46,6 +46,14 @@ const (
 	apiMaxMessage = 1 << 20
 	apiMaxConns   = 8
 	apiReadLimit  = 10 * time.Minute
+	// apiMaxStreams bounds a stage's tree streams at once: a copy takes
+	// one at a time (two while the last one's relay winds down).
+	apiMaxStreams = 2
+	// apiStreamStall ends a relay whose stage read nothing for that long,
+	// so that a stage cannot hold a stream of the shared daemon open by
+	// never reading it (or by reading nothing from a FIFO it also
+	// writes).
+	apiStreamStall = 5 * time.Minute
 )
 
 // treeStreamMethod is forge's API call for a tree input as a treestream:
@@ -64,6 +72,9 @@ type apiOptions struct {
 	// logf reports what goes wrong with a stream after it started: the
 	// stage then sees it end early.
 	logf func(format string, args ...any)
+	// stall ends a stream its stage read nothing of for that long;
+	// apiStreamStall when zero.
+	stall time.Duration
 }
 
 // apiServer serves one stage's API socket.
@@ -77,13 +88,15 @@ type apiServer struct {
 	sem    chan struct{}
 
 	mu      sync.Mutex
+	closed  bool
 	exc     *StageException
 	conns   map[*net.UnixConn]bool
 	streams map[*os.File]bool // pipes being written
 }
 
-// serveAPI listens on path (a new socket) and serves until close.
-func serveAPI(path string, opts apiOptions) (*apiServer, error) {
+// serveAPI listens on path (a new socket) and serves until close or the
+// end of ctx, which also ends the tree streams it relays.
+func serveAPI(ctx context.Context, path string, opts apiOptions) (*apiServer, error) {
 	os.Remove(path)
 	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 	if err != nil {
@@ -93,7 +106,10 @@ func serveAPI(path string, opts apiOptions) (*apiServer, error) {
 	if opts.logf == nil {
 		opts.logf = func(string, ...any) {}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	if opts.stall == 0 {
+		opts.stall = apiStreamStall
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	s := &apiServer{
 		l: l, path: path, opts: opts, ctx: ctx, cancel: cancel,
 		sem: make(chan struct{}, apiMaxConns), conns: map[*net.UnixConn]bool{}, streams: map[*os.File]bool{},
@@ -115,6 +131,12 @@ func (s *apiServer) accept() {
 			continue
 		}
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			<-s.sem
+			return
+		}
 		s.conns[c] = true
 		s.mu.Unlock()
 		s.wg.Go(func() {
@@ -226,40 +248,72 @@ func (s *apiServer) treeStream(c *net.UnixConn, input string, fds []int) {
 		answer(fmt.Errorf("the stage has no tree input %q to stream", input))
 		return
 	}
-	r, err := s.opts.stream(s.ctx, tree)
-	if err != nil {
-		unix.Close(fd)
-		answer(fmt.Errorf("input %s: %w", input, err))
-		return
-	}
-	// Non-blocking, so that the poller runs the writes and close can stop
-	// one that waits on a stage which stopped reading.
+	// Non-blocking, so that the poller runs the writes, and close and the
+	// stall deadline can stop one that waits on a stage not reading.
 	if err := unix.SetNonblock(fd, true); err != nil {
-		r.Close()
 		unix.Close(fd)
-		answer(err)
+		answer(fmt.Errorf("the pipe sent: %w", err))
 		return
 	}
 	pipe := os.NewFile(uintptr(fd), "tree stream of input "+input)
+	var err error
 	s.mu.Lock()
-	s.streams[pipe] = true
+	switch {
+	case s.closed:
+		err = errors.New("the stage's API is closing")
+	case len(s.streams) >= apiMaxStreams:
+		err = fmt.Errorf("%d tree streams are open already", len(s.streams))
+	default:
+		s.streams[pipe] = true
+	}
 	s.mu.Unlock()
+	if err != nil {
+		pipe.Close()
+		answer(err)
+		return
+	}
+	drop := func() {
+		s.mu.Lock()
+		delete(s.streams, pipe)
+		s.mu.Unlock()
+		pipe.Close()
+	}
+	r, err := s.opts.stream(s.ctx, tree)
+	if err != nil {
+		drop()
+		answer(fmt.Errorf("input %s: %w", input, err))
+		return
+	}
 	answer(nil)
 	s.wg.Go(func() {
 		defer func() {
-			s.mu.Lock()
-			delete(s.streams, pipe)
-			s.mu.Unlock()
-			pipe.Close()
+			drop()
 			r.Close()
 		}()
 		// Large writes: each one into the pipe wakes the stage's reader.
 		// (io.Copy would use the pipe's ReadFrom, 32 KiB at a time.)
 		buf := make([]byte, 1<<20)
-		if _, err := io.CopyBuffer(struct{ io.Writer }{pipe}, r, buf); err != nil && s.ctx.Err() == nil && !errors.Is(err, unix.EPIPE) {
+		w := stallWriter{pipe, s.opts.stall}
+		if _, err := io.CopyBuffer(w, r, buf); err != nil && s.ctx.Err() == nil && !errors.Is(err, unix.EPIPE) {
 			s.opts.logf("tree stream of input %s: %v", input, err)
 		}
 	})
+}
+
+// stallWriter writes to a pipe, failing a write the reader leaves waiting
+// for stall.
+type stallWriter struct {
+	pipe  *os.File
+	stall time.Duration
+}
+
+func (w stallWriter) Write(p []byte) (int, error) {
+	w.pipe.SetWriteDeadline(time.Now().Add(w.stall))
+	n, err := w.pipe.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("the stage read nothing for %s: %w", w.stall, err)
+	}
+	return n, err
 }
 
 // checkWritablePipe checks that fd is a pipe (or FIFO) open for writing.
@@ -287,6 +341,7 @@ func (s *apiServer) close() *StageException {
 	s.l.Close()
 	s.cancel()
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}

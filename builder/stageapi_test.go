@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 func TestAPITreeStream(t *testing.T) {
 	const content = "forge-treestream 1\nthe tree's bytes"
 	asked := make(chan string, 10)
-	s, err := serveAPI(filepath.Join(t.TempDir(), "api.sock"), apiOptions{
+	s, err := serveAPI(context.Background(), filepath.Join(t.TempDir(), "api.sock"), apiOptions{
 		trees: map[string]string{"root-tree": "0123abcd"},
 		stream: func(ctx context.Context, tree string) (io.ReadCloser, error) {
 			asked <- tree
@@ -113,7 +114,7 @@ func TestAPITreeStream(t *testing.T) {
 // reading its stream returns, and leaves the stage's reader at the end of
 // what was written.
 func TestAPITreeStreamClose(t *testing.T) {
-	s, err := serveAPI(filepath.Join(t.TempDir(), "api.sock"), apiOptions{
+	s, err := serveAPI(context.Background(), filepath.Join(t.TempDir(), "api.sock"), apiOptions{
 		trees: map[string]string{"t": "tree"},
 		stream: func(ctx context.Context, tree string) (io.ReadCloser, error) {
 			return io.NopCloser(endless{}), nil
@@ -139,6 +140,66 @@ func TestAPITreeStreamClose(t *testing.T) {
 	}
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		t.Fatalf("reading the rest after close: %v", err)
+	}
+}
+
+// TestAPITreeStreamLimits: a stage gets apiMaxStreams streams at once,
+// and a stream it stops reading ends after the stall time, so that it
+// cannot hold the store daemon's streams open.
+func TestAPITreeStreamLimits(t *testing.T) {
+	var logged atomic.Int32
+	s, err := serveAPI(context.Background(), filepath.Join(t.TempDir(), "api.sock"), apiOptions{
+		trees:  map[string]string{"t": "tree"},
+		stream: func(ctx context.Context, tree string) (io.ReadCloser, error) { return io.NopCloser(endless{}), nil },
+		logf:   func(string, ...any) { logged.Add(1) },
+		stall:  300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	var open []io.ReadCloser
+	for range apiMaxStreams {
+		r, err := stage.OpenTreeStreamAt(s.path, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		open = append(open, r)
+	}
+	if _, err := stage.OpenTreeStreamAt(s.path, "t"); !errors.Is(err, stage.ErrNoTreeStream) || !strings.Contains(err.Error(), "open already") {
+		t.Fatalf("stream %d at once: %v; want a refusal", apiMaxStreams+1, err)
+	}
+	// Nobody reads: each relay gives up after the stall time, and the
+	// reader then finds the end of what was written.
+	time.Sleep(time.Second)
+	for i, r := range open {
+		done := make(chan error, 1)
+		go func() { _, err := io.Copy(io.Discard, r); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stream %d after its stall: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stream %d never ended: the stall did not stop its relay", i)
+		}
+	}
+	if logged.Load() == 0 {
+		t.Error("the stalled relays were not reported")
+	}
+	// Freed: a new stream may start.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := stage.OpenTreeStreamAt(s.path, "t")
+		if err == nil {
+			r.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the stalled streams ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

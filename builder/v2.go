@@ -246,7 +246,7 @@ func (b *build) runStageV2(ctx context.Context, st *manifest.Stage, sr stageRun,
 	if err := os.WriteFile(metaPath, nil, 0o644); err != nil {
 		return err
 	}
-	api, err := serveAPI(filepath.Join(dir, "api.sock"), apiOptions{
+	api, err := serveAPI(ctx, filepath.Join(dir, "api.sock"), apiOptions{
 		trees:  env.trees,
 		stream: b.c.StreamTree,
 		logf: func(format string, args ...any) {

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -20,7 +21,7 @@ import (
 // osbuild's jsoncomm client sends it, is the stage's exception; other
 // messages, junk and passed file descriptors change nothing.
 func TestAPIException(t *testing.T) {
-	s, err := serveAPI(filepath.Join(t.TempDir(), "api.sock"), apiOptions{})
+	s, err := serveAPI(context.Background(), filepath.Join(t.TempDir(), "api.sock"), apiOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -501,7 +501,7 @@ func (w *Writer) putContent(ctx context.Context, ck *chunker.Chunker, f *os.File
 	addData := func(start, end int64) error {
 		ck.Reset(io.NewSectionReader(f, start, end-start))
 		if workers := runtime.GOMAXPROCS(0); end-start >= parallelHashMin && workers > 1 {
-			hashed, err := w.putChunksParallel(ck, workers, counted)
+			hashed, err := w.putChunksParallel(ctx, ck, workers, counted)
 			for _, c := range hashed {
 				if c.IsHole() {
 					addHole(int64(c.Size))
@@ -582,10 +582,10 @@ const parallelHashMin = 8 << 20
 // on workers goroutines, and returns them in order, all-zero chunks as
 // holes. Each chunk is copied out of the chunker's buffer, and at most
 // 4 per worker are in flight.
-func (w *Writer) putChunksParallel(ck *chunker.Chunker, workers int, counted func(int)) ([]node.Chunk, error) {
+func (w *Writer) putChunksParallel(ctx context.Context, ck *chunker.Chunker, workers int, counted func(int)) ([]node.Chunk, error) {
 	type job struct {
 		i    int
-		data []byte
+		data *[]byte
 	}
 	var (
 		out      []node.Chunk
@@ -603,14 +603,15 @@ func (w *Writer) putChunksParallel(ck *chunker.Chunker, workers int, counted fun
 	for range workers {
 		wg.Go(func() {
 			for j := range jobs {
-				c := node.Chunk{Size: uint64(len(j.data))}
-				if !isZero(j.data) {
-					c.Hash = digest.Hash(sha256.Sum256(j.data))
-					if _, err := w.PutChunk(c.Hash, j.data); err != nil {
+				data := *j.data
+				c := node.Chunk{Size: uint64(len(data))}
+				if !isZero(data) {
+					c.Hash = digest.Hash(sha256.Sum256(data))
+					if _, err := w.PutChunk(c.Hash, data); err != nil {
 						fail(err)
 					}
 				}
-				bufs.Put(j.data[:0])
+				bufs.Put(j.data)
 				outMu.Lock()
 				out[j.i] = c
 				outMu.Unlock()
@@ -627,8 +628,11 @@ func (w *Writer) putChunksParallel(ck *chunker.Chunker, workers int, counted fun
 		if counted != nil {
 			counted(len(data))
 		}
-		buf, _ := bufs.Get().([]byte)
-		buf = append(buf[:0], data...)
+		buf, _ := bufs.Get().(*[]byte)
+		if buf == nil {
+			buf = new([]byte)
+		}
+		*buf = append((*buf)[:0], data...)
 		outMu.Lock()
 		out = append(out, node.Chunk{})
 		outMu.Unlock()
@@ -636,6 +640,8 @@ func (w *Writer) putChunksParallel(ck *chunker.Chunker, workers int, counted fun
 		case jobs <- job{i, buf}:
 			continue
 		case <-failed:
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
 		break
 	}

@@ -58,6 +58,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	conns      int
 	mounts     map[string]*mountEntry
+	streams    chan struct{} // tree streams being sent (stream.go)
 	idleSince  time.Time
 	shutdownCh chan struct{}
 	shutOnce   sync.Once
@@ -70,7 +71,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	d := &Daemon{cfg: cfg, gid: -1, mounts: map[string]*mountEntry{}, start: time.Now(), shutdownCh: make(chan struct{})}
+	d := &Daemon{cfg: cfg, gid: -1, mounts: map[string]*mountEntry{}, streams: make(chan struct{}, maxStreams), start: time.Now(), shutdownCh: make(chan struct{})}
 	if cfg.Group != "" {
 		g, err := user.LookupGroup(cfg.Group)
 		if err != nil {

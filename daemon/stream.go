@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -46,14 +47,48 @@ func (d *Daemon) streamTree(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	select {
+	case d.streams <- struct{}{}:
+		defer func() { <-d.streams }()
+	default:
+		fail(fmt.Errorf("%w: %d tree streams are being sent already", syscall.EBUSY, cap(d.streams)))
+		return
+	}
 	h, release, err := d.resolvePinned(req.Tree)
 	if err != nil {
 		fail(err)
 		return
 	}
 	defer release()
-	w.Header().Set("Content-Type", client.StreamContentType)
-	if err := d.store.StreamTree(r.Context(), h, w); err != nil && !errors.Is(err, context.Canceled) {
+	sw := &streamResponse{w: w}
+	err = d.store.StreamTree(r.Context(), h, sw)
+	switch {
+	case err == nil:
+	case !sw.started:
+		fail(err) // the root was missing or not a directory: say so
+	case errors.Is(err, context.Canceled), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
+		// The reader went away: a stage that stopped, or failed.
+	default:
 		d.cfg.Logf("stream %s: %v", h.Short(), err)
 	}
+}
+
+// maxStreams bounds the tree streams the daemon sends at once: each
+// holds a connection, buffers and a pin of its tree, and the daemon is
+// every build's on the host.
+const maxStreams = 16
+
+// streamResponse gives the answer the stream's content type with its
+// first bytes, so that an error before any is answered as an error.
+type streamResponse struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *streamResponse) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", client.StreamContentType)
+	}
+	return s.w.Write(p)
 }

@@ -79,6 +79,8 @@ type streamCopier struct {
 	// by the stream's link number.
 	links   map[uint64]linkSite
 	entries uint64
+	// data holds the current data record; buf stays whole for copyFile.
+	data []byte
 }
 
 // dir copies the entries of a directory, up to its 'U' record, into dstfd;
@@ -226,20 +228,20 @@ func (s *streamCopier) content(out int, size uint64) error {
 			return fmt.Errorf("tree stream: a %q record in a file's data", kind)
 		}
 		var off uint64
-		off, s.buf, err = s.r.Data(s.buf)
+		off, s.data, err = s.r.Data(s.data)
 		if err != nil {
 			return err
 		}
 		switch {
 		case out < 0:
 			return errors.New("tree stream: data for a further name of an inode already written")
-		case off < end || off+uint64(len(s.buf)) > size:
-			return fmt.Errorf("tree stream: data at %d–%d of a file of %d bytes, after data up to %d", off, off+uint64(len(s.buf)), size, end)
+		case off < end || off+uint64(len(s.data)) > size:
+			return fmt.Errorf("tree stream: data at %d–%d of a file of %d bytes, after data up to %d", off, off+uint64(len(s.data)), size, end)
 		}
-		if err := writeNonZero(out, s.buf, int64(off)); err != nil {
+		if err := writeNonZero(out, s.data, int64(off)); err != nil {
 			return err
 		}
-		end = off + uint64(len(s.buf))
+		end = off + uint64(len(s.data))
 	}
 }
 

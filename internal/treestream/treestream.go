@@ -53,6 +53,7 @@ const (
 	MaxXattrName  = 255
 	MaxXattrValue = 64 << 10
 	MaxXattrs     = 1024
+	MaxXattrBytes = 1 << 20 // names and values of one entry together
 	MaxData       = 8 << 20
 	maxMessage    = 64 << 10
 )
@@ -324,6 +325,7 @@ func (r *Reader) Entry() (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	total := 0
 	for range n {
 		var x Xattr
 		if x.Name, err = r.str(MaxXattrName, "xattr name"); err != nil {
@@ -331,6 +333,9 @@ func (r *Reader) Entry() (*Entry, error) {
 		}
 		if x.Value, err = r.bytes(MaxXattrValue, "xattr value"); err != nil {
 			return nil, err
+		}
+		if total += len(x.Name) + len(x.Value); total > MaxXattrBytes {
+			return nil, r.fail(fmt.Errorf("tree stream: %q has more than %d bytes of xattrs", e.Name, MaxXattrBytes))
 		}
 		e.Xattrs = append(e.Xattrs, x)
 	}

@@ -125,6 +125,13 @@ func TestReaderRefuses(t *testing.T) {
 		{"long target", entry(Entry{Name: "l", Target: strings.Repeat("t", MaxTarget+1)}), "symlink target length"},
 		{"big xattr", entry(Entry{Name: "x", Xattrs: []Xattr{{"user.x", make([]byte, MaxXattrValue+1)}}}), "xattr value length"},
 		{"nanoseconds", entry(Entry{Name: "n", MtimeNsec: 1_000_000_000}), "mtime nanoseconds"},
+		{"many xattr bytes", entry(Entry{Name: "x", Xattrs: func() []Xattr {
+			var xs []Xattr
+			for i := range MaxXattrBytes/MaxXattrValue + 1 {
+				xs = append(xs, Xattr{string(rune('a' + i)), make([]byte, MaxXattrValue)})
+			}
+			return xs
+		}()}), "bytes of xattrs"},
 		{"huge length", Magic + "E\xff\xff\xff\xff\xff\xff\xff\xff\x7f", "name length"},
 		{"writer failed", func() string {
 			var b bytes.Buffer
