@@ -95,7 +95,9 @@ type Config struct {
 	// reproducible to (package ext4repro): they are mounted with
 	// nodelalloc, the command runs on one CPU, and after it exits 0 each
 	// is unmounted and normalized with the build tree's e2fsprogs, before
-	// Run returns. Without an ext4 mount it changes nothing.
+	// Run returns. Without an ext4 mount only the pinning to one CPU
+	// remains, which costs a sequential command nothing (the apt stage's
+	// mkinitramfs took as long unpinned).
 	ReproducibleExt4 *int64
 
 	Network Network // NetworkHost when empty
