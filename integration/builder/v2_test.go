@@ -2,6 +2,7 @@ package builder_test
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -431,6 +432,36 @@ func TestV2FilesFromAPipeline(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "os", "etc/other")); err == nil {
 		t.Errorf("the input held more than the file it names")
+	}
+}
+
+// A whole org.osbuild.files input copied into an empty tree: forge
+// streams only tree inputs, so the copy stage is refused a stream, says
+// so, and reads the input's mount instead, with the same result.
+func TestV2CopyWithoutAStream(t *testing.T) {
+	content := []byte("an inline source\n")
+	sum := sha256.Sum256(content)
+	checksum := "sha256:" + hex.EncodeToString(sum[:])
+	m := obj{"version": "2",
+		"sources": obj{"org.osbuild.inline": obj{"items": obj{checksum: obj{"encoding": "base64", "data": base64.StdEncoding.EncodeToString(content)}}}},
+		"pipelines": []obj{{"name": "files", "stages": []obj{
+			{"type": "org.osbuild.copy",
+				"inputs":  obj{"inline": obj{"type": "org.osbuild.files", "origin": "org.osbuild.source", "references": []string{checksum}}},
+				"options": obj{"paths": []obj{{"from": "input://inline/", "to": "tree:///"}}}},
+		}}},
+	}
+	store := storeDir(t)
+	out := t.TempDir()
+	r := mustBuild(t, store, m, "--output-directory", out)
+	if b, err := os.ReadFile(filepath.Join(out, "files", checksum)); err != nil || string(b) != string(content) {
+		t.Fatalf("the copied source: %q, %v", b, err)
+	}
+	fellBack := false
+	for _, ev := range r.events {
+		fellBack = fellBack || strings.HasPrefix(ev.Line, "input inline is read through its mount (no tree stream: the stage has no tree input")
+	}
+	if !fellBack {
+		t.Errorf("the copy stage did not say it read its files input through the mount:\n%s", r.stderr)
 	}
 }
 
