@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,11 +33,11 @@ func (c *copier) copyFile(srcfd int, srcName string, dstfd int, dstName string, 
 		return fmt.Errorf("open: %w", err)
 	}
 	defer unix.Close(in)
-	return withNewFile(dstfd, dstName, func(out int) error { return c.copyContent(in, out, st) })
+	return c.withNewFile(dstfd, dstName, func(out int) error { return c.copyContent(in, out, st) })
 }
 
 // withNewFile creates the regular file name in dstfd and runs write on it.
-func withNewFile(dstfd int, name string, write func(out int) error) (err error) {
+func (c *copier) withNewFile(dstfd int, name string, write func(out int) error) (err error) {
 	out, err := unix.Openat(dstfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
@@ -49,14 +50,40 @@ func withNewFile(dstfd int, name string, write func(out int) error) (err error) 
 	if err := write(out); err != nil {
 		return err
 	}
-	// Start writing the file's pages back now, without waiting for
-	// them. The copies fill filesystems on loop devices, where writeback
-	// is the loop worker's copy into the backing file: done while the
-	// copy goes on, it runs beside it (on another CPU), rather than all
-	// of it when the filesystem is unmounted, after the copy. Where the
-	// filesystem cannot, nothing is lost but that.
-	unix.SyncFileRange(out, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	if c.writeback {
+		// Start writing the file's pages back now, without waiting for
+		// them: on a loop device, writeback is the loop worker's copy
+		// into the backing file, and done while the copy goes on it runs
+		// beside it (on another CPU), rather than all of it when the
+		// filesystem is unmounted, after the copy. Where the filesystem
+		// cannot, nothing is lost but that.
+		unix.SyncFileRange(out, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
 	return nil
+}
+
+// loopMajor is the loop driver's block major number (LOOP_MAJOR).
+const loopMajor = 7
+
+// onLoopDevice reports whether the filesystem of the directory open at fd
+// is on a loop device, or a partition of one. Elsewhere (a tree on the
+// store's disk, an overlay's scratch upper layer) starting writeback
+// early would only write to disk what may never need to be there.
+func onLoopDevice(fd int) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false
+	}
+	major, minor := unix.Major(st.Dev), unix.Minor(st.Dev)
+	if major == loopMajor {
+		return true
+	}
+	// A partition (partscan) has the extended major; its parent in sysfs
+	// is the loop device. Not joined with filepath: ".." must follow the
+	// sysfs link, not cancel it.
+	dev := fmt.Sprintf("/sys/dev/block/%d:%d", major, minor)
+	_, err := os.Stat(dev + "/../loop")
+	return err == nil
 }
 
 // copyContent copies the content of in, whose stat is st, to out.

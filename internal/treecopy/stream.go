@@ -45,7 +45,7 @@ func CopyStream(ctx context.Context, r io.Reader, dst string) error {
 		return fmt.Errorf("tree stream: the first entry (%q, mode %#o) is not the root directory", root.Name, root.Mode)
 	}
 	s := &streamCopier{
-		copier:  copier{ctx: ctx, dstRoot: dstfd, buf: make([]byte, copyBufSize)},
+		copier:  copier{ctx: ctx, dstRoot: dstfd, buf: make([]byte, copyBufSize), writeback: onLoopDevice(dstfd)},
 		r:       sr,
 		links:   map[uint64]linkSite{},
 		entries: 1,
@@ -138,7 +138,7 @@ func (s *streamCopier) entry(dstfd int, dir []string, e *treestream.Entry) error
 			return err
 		}
 	case unix.S_IFREG:
-		if err := withNewFile(dstfd, e.Name, func(out int) error { return s.content(out, e.Size) }); err != nil {
+		if err := s.withNewFile(dstfd, e.Name, func(out int) error { return s.content(out, e.Size) }); err != nil {
 			return err
 		}
 	case unix.S_IFLNK:

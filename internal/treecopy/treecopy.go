@@ -46,7 +46,7 @@ func Copy(ctx context.Context, src, dst string) error {
 	}
 	defer unix.Close(dstfd)
 
-	c := &copier{ctx: ctx, dstRoot: dstfd, links: map[inodeKey]linkSite{}, buf: make([]byte, copyBufSize)}
+	c := &copier{ctx: ctx, dstRoot: dstfd, links: map[inodeKey]linkSite{}, buf: make([]byte, copyBufSize), writeback: onLoopDevice(dstfd)}
 	if err := c.copyDir(srcfd, dstfd, nil); err != nil {
 		return err
 	}
@@ -78,6 +78,9 @@ type copier struct {
 	dstRoot int
 	links   map[inodeKey]linkSite
 	buf     []byte
+	// writeback starts each file's writeback once it is written: the
+	// destination is on a loop device (onLoopDevice).
+	writeback bool
 }
 
 // copyDir copies the entries of the directory srcfd into dstfd; dir names

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,4 +146,44 @@ func mustWrite(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOnLoopDevice: the copy starts writeback early into a filesystem on a
+// loop device, and not into one on the machine's disk.
+func TestOnLoopDevice(t *testing.T) {
+	fstree.RequireRoot(t)
+	tmp := fstree.DiskTempDir(t)
+	if onLoopDevice(mustOpenDir(t, tmp)) {
+		t.Fatalf("%s is on a loop device, says onLoopDevice", tmp)
+	}
+	img, mnt := filepath.Join(tmp, "fs.img"), filepath.Join(tmp, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", img, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	out, err := exec.Command("losetup", "-f", "--show", img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	if err := unix.Mount(dev, mnt, "ext4", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, 0) })
+	if !onLoopDevice(mustOpenDir(t, mnt)) {
+		t.Fatalf("ext4 on %s mounted at %s: not on a loop device, says onLoopDevice", dev, mnt)
+	}
+}
+
+func mustOpenDir(t *testing.T, dir string) int {
+	t.Helper()
+	fd, err := unix.Open(dir, openDirFlags, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
 }
